@@ -1,0 +1,2 @@
+//! vpn-ctl: a VPN control plane for Linux routers.
+pub mod xdp;

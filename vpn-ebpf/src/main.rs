@@ -1,0 +1,203 @@
+//! The vpn-ctl WAN classifier.
+//!
+//! Classifies every frame with the shared rules of `vpn_common::classify`, counts VPN traffic
+//! per (service, kind, action) in a per-CPU array and per source in an LRU table, and in
+//! enforce mode drops malformed, denied, not-allowed and rate-limited VPN packets. Anything
+//! that is not VPN traffic is passed untouched, in every mode.
+//!
+//! No CO-RE relocations and legacy map definitions only, so the object loads on kernels
+//! without BTF (most OpenWrt builds).
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    helpers::bpf_ktime_get_ns,
+    macros::{map, xdp},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+    programs::XdpContext,
+};
+use vpn_common::{
+    Action, AllowKey, COUNTER_SLOTS, Classified, Counter, DEFAULT_SOURCES, Kind, MODE_ENFORCE,
+    PREFIX_ENTRIES, Packet, RATE_ENTRIES, RateState, SourceStats, XdpConfig, classify,
+    counter_index, rate,
+};
+
+#[map(name = "COUNTERS")]
+static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+#[map(name = "CONFIG")]
+static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
+
+/// Resized by user space at load time (`--sources`).
+#[map(name = "SOURCES")]
+static SOURCES: LruHashMap<[u8; 16], SourceStats> =
+    LruHashMap::with_max_entries(DEFAULT_SOURCES, 0);
+
+#[map(name = "DENY")]
+static DENY: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(PREFIX_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map(name = "ALLOW")]
+static ALLOW: LpmTrie<AllowKey, u8> = LpmTrie::with_max_entries(PREFIX_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map(name = "RATE")]
+static RATE: LruHashMap<[u8; 16], RateState> = LruHashMap::with_max_entries(RATE_ENTRIES, 0);
+
+/// LPM tries must be created without preallocation.
+const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// The frame, bounds-checked against `data_end` on every load.
+struct Frame<'a>(&'a XdpContext);
+
+impl Packet for Frame<'_> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.0.data_end() - self.0.data()
+    }
+
+    #[inline(always)]
+    fn load<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let start = self.0.data();
+        let end = self.0.data_end();
+        // LLVM rewrites `p + 1 > end` as `p >= end`, from which the verifier learns no packet
+        // range (a zero offset with an open right bound gives none). A volatile read of the
+        // length keeps the `+ 1` on the pointer; the verifier still sees the constant.
+        let n = if N == 1 {
+            let n = N;
+            // SAFETY: a read of a local.
+            unsafe { core::ptr::read_volatile(&n) }
+        } else {
+            N
+        };
+        if start + offset + n > end {
+            return None;
+        }
+        // SAFETY: the range was checked against `data_end` just above.
+        Some(unsafe { core::ptr::read_unaligned((start + offset) as *const [u8; N]) })
+    }
+}
+
+#[xdp]
+pub fn vpn_wan(ctx: XdpContext) -> u32 {
+    let frame = Frame(&ctx);
+    let Some(config) = CONFIG.get(0) else {
+        return XDP_PASS;
+    };
+    let Some(c) = classify(&frame, &config.ports()) else {
+        return XDP_PASS;
+    };
+    let bytes = frame.len() as u64;
+    let now = unsafe { bpf_ktime_get_ns() };
+    let action = if config.mode == MODE_ENFORCE {
+        enforce(config, &c, now)
+    } else {
+        Action::Pass
+    };
+    count(&c, action, bytes);
+    record_source(&c, action, bytes, now);
+    match action {
+        Action::Pass => XDP_PASS,
+        _ => XDP_DROP,
+    }
+}
+
+/// The baseline for the benchmark: the cheapest possible XDP program.
+#[xdp]
+pub fn vpn_empty(_ctx: XdpContext) -> u32 {
+    XDP_PASS
+}
+
+/// Enforce mode's decision, in order: deny list, allow-list, malformed, rate limit.
+/// Fragments cannot be attributed to a service and are never dropped.
+#[inline(always)]
+fn enforce(config: &XdpConfig, c: &Classified, now: u64) -> Action {
+    if c.kind == Kind::Fragment {
+        return Action::Pass;
+    }
+    if DENY.get(Key::new(128, c.source)).is_some() {
+        return Action::DropDenied;
+    }
+    if config.allow_services & (1 << c.service as u32) != 0 {
+        let mut data: AllowKey = [0; 17];
+        data[0] = c.service as u8;
+        data[1..].copy_from_slice(&c.source);
+        if ALLOW.get(Key::new(136, data)).is_none() {
+            return Action::DropNotAllowed;
+        }
+    }
+    if c.kind == Kind::Malformed {
+        return Action::DropMalformed;
+    }
+    if c.initial && config.rate_cost_ns != 0 {
+        match RATE.get_ptr_mut(c.source) {
+            // SAFETY: a valid map value pointer; concurrent updates may lose a token, which
+            // only makes the limit slightly more lenient.
+            Some(state) => {
+                if !rate::take(unsafe { &mut *state }, now, config.rate_cost_ns, config.rate_burst_ns) {
+                    return Action::DropRateLimited;
+                }
+            }
+            None => {
+                let state = rate::new_bucket(now, config.rate_cost_ns, config.rate_burst_ns);
+                let _ = RATE.insert(c.source, state, 0);
+            }
+        }
+    }
+    Action::Pass
+}
+
+#[inline(always)]
+fn count(c: &Classified, action: Action, bytes: u64) {
+    if let Some(counter) = COUNTERS.get_ptr_mut(counter_index(c.service, c.kind, action)) {
+        // SAFETY: per-CPU slot, no other writer while this program runs on this CPU.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += bytes;
+        }
+    }
+}
+
+#[inline(always)]
+fn record_source(c: &Classified, action: Action, bytes: u64, now: u64) {
+    let dropped = (action != Action::Pass) as u64;
+    match SOURCES.get_ptr_mut(c.source) {
+        Some(s) => {
+            // SAFETY: a valid map value pointer. Another CPU may update the same source at the
+            // same time; these are diagnostic counters, so a rare lost increment is accepted
+            // in exchange for not serialising the hot path.
+            unsafe {
+                (*s).packets += 1;
+                (*s).bytes += bytes;
+                (*s).drops += dropped;
+                (*s).last_seen_ns = now;
+                (*s).last_service = c.service as u8;
+                (*s).last_kind = c.kind as u8;
+                (*s).last_action = action as u8;
+                if c.spi != 0 {
+                    (*s).last_spi = c.spi;
+                }
+            }
+        }
+        None => {
+            let stats = SourceStats {
+                packets: 1,
+                bytes,
+                drops: dropped,
+                first_seen_ns: now,
+                last_seen_ns: now,
+                last_spi: c.spi,
+                last_service: c.service as u8,
+                last_kind: c.kind as u8,
+                last_action: action as u8,
+                _pad: 0,
+            };
+            let _ = SOURCES.insert(c.source, stats, 0);
+        }
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
