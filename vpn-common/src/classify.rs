@@ -453,7 +453,8 @@ fn ike<P: Packet + ?Sized>(pkt: &P, offset: usize, len: usize) -> (Kind, bool) {
     if message_len != len {
         return (Kind::Malformed, false);
     }
-    let responder_spi_zero = u64::from_be_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]) == 0;
+    let responder_spi_zero =
+        u64::from_be_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]) == 0;
     let exchange = h[18];
     let kind = match (h[17] >> 4, exchange) {
         (1, 2) => Kind::IkeV1Main,
@@ -469,7 +470,10 @@ fn ike<P: Packet + ?Sized>(pkt: &P, offset: usize, len: usize) -> (Kind, bool) {
         _ => return (Kind::Malformed, false),
     };
     let initial = responder_spi_zero
-        && matches!(kind, Kind::IkeV1Main | Kind::IkeV1Aggressive | Kind::IkeV2SaInit);
+        && matches!(
+            kind,
+            Kind::IkeV1Main | Kind::IkeV1Aggressive | Kind::IkeV2SaInit
+        );
     (kind, initial)
 }
 

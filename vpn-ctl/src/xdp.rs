@@ -223,15 +223,21 @@ impl WanProgram {
     /// goes away when the program is dropped or the process exits, however it exits.
     pub fn attach(&mut self, interface: &str, mode: AttachMode) -> anyhow::Result<Attached> {
         if let Some((_, attached)) = self.attachment {
-            bail!("the XDP program is already attached ({} mode)", attached.name());
+            bail!(
+                "the XDP program is already attached ({} mode)",
+                attached.name()
+            );
         }
-        let program: &mut Xdp = self.ebpf.program_mut(PROG_WAN).context(PROG_WAN)?.try_into()?;
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(PROG_WAN)
+            .context(PROG_WAN)?
+            .try_into()?;
         let (id, attached) = match mode {
             AttachMode::Native => (
                 program.attach(interface, XdpMode::Driver).map_err(|e| {
-                    attach_error(interface, "native", e).context(
-                        "the driver may not support native XDP; try --xdp-mode generic",
-                    )
+                    attach_error(interface, "native", e)
+                        .context("the driver may not support native XDP; try --xdp-mode generic")
                 })?,
                 Attached::Native,
             ),
@@ -261,7 +267,11 @@ impl WanProgram {
     /// Detaches from the interface (`ip link set dev IFACE xdp off`, for this program only).
     pub fn detach(&mut self) -> anyhow::Result<()> {
         if let Some((id, _)) = self.attachment.take() {
-            let program: &mut Xdp = self.ebpf.program_mut(PROG_WAN).context(PROG_WAN)?.try_into()?;
+            let program: &mut Xdp = self
+                .ebpf
+                .program_mut(PROG_WAN)
+                .context(PROG_WAN)?
+                .try_into()?;
             program
                 .detach(id)
                 .context("detaching the XDP program failed")?;
@@ -341,7 +351,10 @@ impl WanProgram {
     where
         T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
     {
-        let map = self.ebpf.map(name).with_context(|| format!("map {name} missing"))?;
+        let map = self
+            .ebpf
+            .map(name)
+            .with_context(|| format!("map {name} missing"))?;
         T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
     }
 
@@ -404,7 +417,10 @@ fn attach_error(interface: &str, mode: &str, e: ProgramError) -> anyhow::Error {
         ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EBUSY) => {
             "another XDP program is attached; detach it or run with --force".to_string()
         }
-        other => format!("{other}: {}", std::error::Error::source(other).map_or(String::new(), |s| s.to_string())),
+        other => format!(
+            "{other}: {}",
+            std::error::Error::source(other).map_or(String::new(), |s| s.to_string())
+        ),
     };
     anyhow!("attaching the XDP program to {interface} in {mode} mode failed: {detail}")
 }
@@ -514,14 +530,20 @@ mod tests {
         let (addr, len) = prefix_key("192.0.2.77/24".parse().unwrap());
         assert_eq!(len, 120);
         assert_eq!(&addr[10..], &[0xff, 0xff, 192, 0, 2, 0]);
-        assert_eq!(address_from_key(addr), "192.0.2.0".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            address_from_key(addr),
+            "192.0.2.0".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn ipv6_prefixes_keep_their_length() {
         let (addr, len) = prefix_key("2001:db8::1/48".parse().unwrap());
         assert_eq!(len, 48);
-        assert_eq!(address_from_key(addr), "2001:db8::".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            address_from_key(addr),
+            "2001:db8::".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
@@ -535,10 +557,17 @@ mod tests {
     fn policy_maps_to_the_kernel_config() {
         let policy = Policy {
             mode: Mode::Enforce,
-            ports: Ports { wireguard: 51821, ike: 500, natt: 4500 },
+            ports: Ports {
+                wireguard: 51821,
+                ike: 500,
+                natt: 4500,
+            },
             deny: vec![],
             allow: vec![(Service::WireGuard, "10.0.0.0/8".parse().unwrap())],
-            rate_limit: Some(RateLimit { per_second: 10, burst: 5 }),
+            rate_limit: Some(RateLimit {
+                per_second: 10,
+                burst: 5,
+            }),
         };
         let c = policy.config();
         assert_eq!(c.mode, MODE_ENFORCE);

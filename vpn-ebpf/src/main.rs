@@ -133,7 +133,12 @@ fn enforce(config: &XdpConfig, c: &Classified, now: u64) -> Action {
             // SAFETY: a valid map value pointer; concurrent updates may lose a token, which
             // only makes the limit slightly more lenient.
             Some(state) => {
-                if !rate::take(unsafe { &mut *state }, now, config.rate_cost_ns, config.rate_burst_ns) {
+                if !rate::take(
+                    unsafe { &mut *state },
+                    now,
+                    config.rate_cost_ns,
+                    config.rate_burst_ns,
+                ) {
                     return Action::DropRateLimited;
                 }
             }
