@@ -30,7 +30,9 @@ fn main() -> anyhow::Result<()> {
 
 fn check_prerequisites() -> anyhow::Result<()> {
     let missing = |what: &str| {
-        format!("{what} is missing; run `cargo xtask setup` (installs the eBPF toolchain), then build again")
+        format!(
+            "{what} is missing; run `cargo xtask setup` (installs the eBPF toolchain), then build again"
+        )
     };
     if which_bpf_linker().is_none() {
         bail!(missing("bpf-linker"));
@@ -43,7 +45,9 @@ fn check_prerequisites() -> anyhow::Result<()> {
         .lines()
         .any(|l| l.split_whitespace().next() == Some(TOOLCHAIN))
     {
-        bail!(missing(&format!("the rustup toolchain `{TOOLCHAIN}` (Debian's rustc-web)")));
+        bail!(missing(&format!(
+            "the rustup toolchain `{TOOLCHAIN}` (Debian's rustc-web)"
+        )));
     }
     Ok(())
 }
