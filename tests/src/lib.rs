@@ -10,7 +10,7 @@ pub mod payload;
 use std::{
     fs::File,
     io,
-    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     os::fd::AsRawFd as _,
     process::{Command, Output},
     sync::atomic::{AtomicU32, Ordering},
@@ -132,8 +132,8 @@ pub struct VethPair {
     pub b_dev: String,
     pub a_addr: Ipv4Addr,
     pub b_addr: Ipv4Addr,
-    pub a_addr6: std::net::Ipv6Addr,
-    pub b_addr6: std::net::Ipv6Addr,
+    pub a_addr6: Ipv6Addr,
+    pub b_addr6: Ipv6Addr,
 }
 
 impl VethPair {
@@ -196,12 +196,17 @@ impl VethPair {
 
 /// Sends each payload as one datagram from namespace `from` to `to`.
 pub fn send_udp(from: &Netns, to: SocketAddr, payloads: &[Vec<u8>]) {
-    let any: SocketAddr = if to.is_ipv4() {
-        "0.0.0.0:0".parse().unwrap()
+    let any = if to.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     } else {
-        "[::]:0".parse().unwrap()
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
     };
-    let socket = from.udp_socket(any);
+    send_udp_from(from, SocketAddr::new(any, 0), to, payloads);
+}
+
+/// Sends each payload as one datagram from `source` (an address of namespace `from`) to `to`.
+pub fn send_udp_from(from: &Netns, source: SocketAddr, to: SocketAddr, payloads: &[Vec<u8>]) {
+    let socket = from.udp_socket(source);
     for p in payloads {
         socket
             .send_to(p, to)

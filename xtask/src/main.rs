@@ -1,1 +1,80 @@
-fn main() {}
+//! `cargo xtask COMMAND`: project tasks. Run `cargo xtask --help`.
+//!
+//! xtask does not depend on `vpn-ctl`, so it builds and runs on a fresh machine before the
+//! eBPF toolchain that `vpn-ctl`'s build script needs is installed.
+
+mod demo;
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the prerequisites (Debian packages, bpf-linker, the `debian-web` rustup
+    /// toolchain). Idempotent: on a ready machine it checks and changes nothing.
+    Setup,
+    /// Install the prerequisites, then run the whole test suite (needs root).
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Install the prerequisites, then print the XDP classifier's per-packet cost next to an
+    /// empty XDP program's (BPF_PROG_TEST_RUN; needs root).
+    Bench,
+    /// Install the prerequisites, build vpn-ctl, and show `vpn-ctl diag` at work on a small
+    /// network of namespaces (needs root; leaves nothing behind).
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Task::Setup => setup::run(),
+        Task::Test { args } => {
+            setup::run()?;
+            cargo(&["test", "--workspace", "--locked"], &args)
+        }
+        Task::Bench => {
+            setup::run()?;
+            cargo(&["bench", "--locked", "-p", "vpn-ctl", "--bench", "xdp"], &[])
+        }
+        Task::Demo => {
+            setup::run()?;
+            cargo(&["build", "--locked", "--release", "-p", "vpn-ctl"], &[])?;
+            demo::run(&workspace_root().join("target/release/vpn-ctl"))
+        }
+    }
+}
+
+/// Runs `cargo ARGS -- EXTRA` in the workspace, failing when it fails.
+fn cargo(args: &[&str], extra: &[String]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(args).current_dir(workspace_root());
+    if !extra.is_empty() {
+        cmd.arg("--").args(extra);
+    }
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}

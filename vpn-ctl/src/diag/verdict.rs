@@ -255,9 +255,10 @@ fn wireguard(f: &Findings<'_>, v: &mut Vec<Verdict>) {
             Level::Warning,
             T,
             format!(
-                "{} on udp/{port} not valid WireGuard (wrong message type or size): a port \
+                "{} on udp/{port} {} not valid WireGuard (wrong message type or size): a port \
                  scanner, or another protocol aimed at this port{}.",
-                packets_were(malformed),
+                packets(malformed, "packet"),
+                if malformed == 1 { "was" } else { "were" },
                 if f.mode == Mode::Enforce {
                     "; enforce mode dropped them"
                 } else {

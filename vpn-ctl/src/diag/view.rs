@@ -81,8 +81,7 @@ fn mode_name(mode: Mode) -> &'static str {
 }
 
 fn traffic_table(s: &mut String, counters: &Counters, rate: Option<(&Counters, Duration)>) {
-    let _ = writeln!(
-        s,
+    let header = format!(
         "{:<10} {:<24} {:>10} {:>10} {:>9}",
         "SERVICE",
         "KIND",
@@ -90,6 +89,7 @@ fn traffic_table(s: &mut String, counters: &Counters, rate: Option<(&Counters, D
         "BYTES",
         if rate.is_some() { "RATE" } else { "" }
     );
+    let _ = writeln!(s, "{}", header.trim_end());
     let mut any = false;
     for service in Service::ALL {
         for kind in Kind::ALL {
@@ -106,8 +106,7 @@ fn traffic_table(s: &mut String, counters: &Counters, rate: Option<(&Counters, D
                 Some(_) => "-".into(),
                 None => String::new(),
             };
-            let _ = writeln!(
-                s,
+            let row = format!(
                 "{:<10} {:<24} {:>10} {:>10} {:>9}",
                 service.name(),
                 kind.name(),
@@ -115,6 +114,7 @@ fn traffic_table(s: &mut String, counters: &Counters, rate: Option<(&Counters, D
                 human_bytes(c.bytes),
                 rate
             );
+            let _ = writeln!(s, "{}", row.trim_end());
         }
     }
     if !any {
