@@ -17,28 +17,70 @@
 
 /// Read access to a packet's bytes, bounds-checked on every access.
 ///
+/// The rules read each header's fields in increasing offset order and prove the header is
+/// complete by loading its last field, so every load carries its own bounds check: the
+/// verifier tracks packet ranges per pointer, and a check LLVM could prove redundant with an
+/// earlier one (on a recomputed pointer) would be removed and the program refused.
+///
 /// The XDP program implements it over the frame (`data`..`data_end`); host code implements it
-/// for byte slices. Offsets are always relative to the start of the frame.
+/// for byte slices. Offsets are always relative to the start of the frame. Loads are typed
+/// and big-endian: one load instruction each in the XDP program, where byte arrays would cost
+/// a load per byte.
 pub trait Packet {
     /// Frame length in bytes.
     fn len(&self) -> usize;
-    /// `N` bytes at `offset`, or `None` when the frame is shorter than `offset + N`.
-    fn load<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
+    /// The byte at `offset`, or `None` past the end of the frame.
+    fn u8_at(&self, offset: usize) -> Option<u8>;
+    /// The big-endian u16 at `offset`, or `None` when the frame is shorter than `offset + 2`.
+    fn u16_at(&self, offset: usize) -> Option<u16>;
+    /// The big-endian u32 at `offset`, or `None` when the frame is shorter than `offset + 4`.
+    fn u32_at(&self, offset: usize) -> Option<u32>;
 }
 
 impl Packet for [u8] {
-    #[inline(always)]
     fn len(&self) -> usize {
         <[u8]>::len(self)
     }
 
-    #[inline(always)]
-    fn load<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
-        let bytes = self.get(offset..offset.checked_add(N)?)?;
-        let mut out = [0u8; N];
-        out.copy_from_slice(bytes);
-        Some(out)
+    fn u8_at(&self, offset: usize) -> Option<u8> {
+        self.get(offset).copied()
     }
+
+    fn u16_at(&self, offset: usize) -> Option<u16> {
+        let b = self.get(offset..offset.checked_add(2)?)?;
+        Some(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u32_at(&self, offset: usize) -> Option<u32> {
+        let b = self.get(offset..offset.checked_add(4)?)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// An IPv6 address, or an IPv4 address mapped into IPv6 (`::ffff:a.b.c.d`), as four
+/// big-endian 32-bit words. Words, not bytes: the XDP program builds and hashes it with four
+/// moves instead of sixteen.
+pub type Address = [u32; 4];
+
+/// The IPv4-mapped form of an IPv4 address given as a big-endian u32.
+#[inline(always)]
+pub const fn ipv4_mapped(v4: u32) -> Address {
+    [0, 0, 0x0000_ffff, v4]
+}
+
+/// The sixteen bytes of an [`Address`], in network order.
+pub fn address_octets(a: Address) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, w) in a.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
+    }
+    out
+}
+
+/// The [`Address`] of sixteen network-order bytes.
+pub fn address_from_octets(o: [u8; 16]) -> Address {
+    let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
 }
 
 /// A VPN service, identified by IP protocol and UDP destination port.
@@ -230,7 +272,7 @@ pub struct Classified {
     pub service: Service,
     pub kind: Kind,
     /// Source address; IPv4 as an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`).
-    pub source: [u8; 16],
+    pub source: Address,
     /// ESP SPI (ESP and ESP-in-UDP), 0 otherwise.
     pub spi: u32,
     /// A message that opens a new session: a WireGuard handshake initiation, or the first
@@ -276,16 +318,15 @@ pub const NATT_KEEPALIVE: u8 = 0xff;
 /// Where the network layer of a frame starts, and with which ethertype.
 #[inline(always)]
 fn network_layer<P: Packet + ?Sized>(pkt: &P) -> Option<(u16, usize)> {
-    let [.., t0, t1] = pkt.load::<ETH_HLEN>(0)?;
-    let mut ethertype = u16::from_be_bytes([t0, t1]);
+    let mut ethertype = pkt.u16_at(ETH_HLEN - 2)?;
     let mut offset = ETH_HLEN;
     // A constant trip count: the loop is unrolled, so the verifier sees constant offsets.
     for _ in 0..MAX_VLAN_TAGS {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
-        let [_, _, t0, t1] = pkt.load::<VLAN_HLEN>(offset)?;
-        ethertype = u16::from_be_bytes([t0, t1]);
+        // The tag: TCI (2 bytes), then the encapsulated ethertype.
+        ethertype = pkt.u16_at(offset + 2)?;
         offset += VLAN_HLEN;
     }
     Some((ethertype, offset))
@@ -295,7 +336,7 @@ fn network_layer<P: Packet + ?Sized>(pkt: &P) -> Option<(u16, usize)> {
 struct Transport {
     protocol: u8,
     offset: usize,
-    source: [u8; 16],
+    source: Address,
     /// A fragment that is not the first: no transport header in it.
     later_fragment: bool,
     /// Part of a fragmented datagram: the UDP length cannot be checked against the frame.
@@ -304,26 +345,26 @@ struct Transport {
 
 #[inline(always)]
 fn ipv4<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Option<Transport> {
-    let h = pkt.load::<IPV4_MIN_HLEN>(offset)?;
-    if h[0] >> 4 != 4 {
+    let version_ihl = pkt.u8_at(offset)?;
+    if version_ihl >> 4 != 4 {
         return None;
     }
     // IHL counts 32-bit words; the mask keeps the offset provably small for the verifier.
-    let hlen = ((h[0] & 0x0f) as usize) * 4;
+    let hlen = ((version_ihl & 0x0f) as usize) * 4;
     if hlen < IPV4_MIN_HLEN {
         return None;
     }
-    let flags_fragment = u16::from_be_bytes([h[6], h[7]]);
+    let flags_fragment = pkt.u16_at(offset + 6)?;
+    let protocol = pkt.u8_at(offset + 9)?;
+    let source = pkt.u32_at(offset + 12)?;
+    // The destination address ends the fixed header.
+    pkt.u32_at(offset + 16)?;
     let more_fragments = flags_fragment & 0x2000 != 0;
     let fragment_offset = flags_fragment & 0x1fff;
-    let mut source = [0u8; 16];
-    source[10] = 0xff;
-    source[11] = 0xff;
-    source[12..16].copy_from_slice(&h[12..16]);
     Some(Transport {
-        protocol: h[9],
+        protocol,
         offset: offset + hlen,
-        source,
+        source: ipv4_mapped(source),
         later_fragment: fragment_offset != 0,
         fragmented: more_fragments || fragment_offset != 0,
     })
@@ -331,14 +372,20 @@ fn ipv4<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Option<Transport> {
 
 #[inline(always)]
 fn ipv6<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Option<Transport> {
-    let h = pkt.load::<IPV6_HLEN>(offset)?;
-    if h[0] >> 4 != 6 {
+    if pkt.u8_at(offset)? >> 4 != 6 {
         return None;
     }
-    let mut source = [0u8; 16];
-    source.copy_from_slice(&h[8..24]);
+    let protocol = pkt.u8_at(offset + 6)?;
+    let source = [
+        pkt.u32_at(offset + 8)?,
+        pkt.u32_at(offset + 12)?,
+        pkt.u32_at(offset + 16)?,
+        pkt.u32_at(offset + 20)?,
+    ];
+    // The last word of the destination address ends the fixed header.
+    pkt.u32_at(offset + IPV6_HLEN - 4)?;
     let mut transport = Transport {
-        protocol: h[6],
+        protocol,
         offset: offset + IPV6_HLEN,
         source,
         later_fragment: false,
@@ -346,9 +393,9 @@ fn ipv6<P: Packet + ?Sized>(pkt: &P, offset: usize) -> Option<Transport> {
     };
     if transport.protocol == IPPROTO_IPV6_FRAGMENT {
         // RFC 8200 §4.5: next header, reserved, offset (13 bits) | res | M, identification.
-        let f = pkt.load::<IPV6_FRAG_HLEN>(transport.offset)?;
-        let offset_flags = u16::from_be_bytes([f[2], f[3]]);
-        transport.protocol = f[0];
+        transport.protocol = pkt.u8_at(transport.offset)?;
+        let offset_flags = pkt.u16_at(transport.offset + 2)?;
+        pkt.u32_at(transport.offset + IPV6_FRAG_HLEN - 4)?;
         transport.offset += IPV6_FRAG_HLEN;
         transport.later_fragment = offset_flags >> 3 != 0;
         transport.fragmented = true;
@@ -380,9 +427,12 @@ pub fn classify<P: Packet + ?Sized>(pkt: &P, ports: &Ports) -> Option<Classified
     }
     if t.protocol == IPPROTO_ESP {
         c.service = Service::Esp;
-        c.kind = match pkt.load::<ESP_HLEN>(t.offset) {
-            Some([s0, s1, s2, s3, ..]) if u32::from_be_bytes([s0, s1, s2, s3]) != 0 => {
-                c.spi = u32::from_be_bytes([s0, s1, s2, s3]);
+        let spi = pkt.u32_at(t.offset);
+        // The sequence number ends the header.
+        let complete = pkt.u32_at(t.offset + ESP_HLEN - 4).is_some();
+        c.kind = match spi {
+            Some(spi) if spi != 0 && complete => {
+                c.spi = spi;
                 Kind::Esp
             }
             _ => Kind::Malformed,
@@ -391,8 +441,7 @@ pub fn classify<P: Packet + ?Sized>(pkt: &P, ports: &Ports) -> Option<Classified
     }
 
     // UDP: the destination port picks the service; a frame cut before it is not classified.
-    let [_, _, p0, p1, l0, l1, _, _] = pkt.load::<UDP_HLEN>(t.offset)?;
-    let port = u16::from_be_bytes([p0, p1]);
+    let port = pkt.u16_at(t.offset + 2)?;
     c.service = if port == ports.wireguard {
         Service::WireGuard
     } else if port == ports.ike {
@@ -402,7 +451,9 @@ pub fn classify<P: Packet + ?Sized>(pkt: &P, ports: &Ports) -> Option<Classified
     } else {
         return None;
     };
-    let udp_len = u16::from_be_bytes([l0, l1]) as usize;
+    let udp_len = pkt.u16_at(t.offset + 4)? as usize;
+    // The checksum ends the header.
+    pkt.u16_at(t.offset + 6)?;
     let payload = t.offset + UDP_HLEN;
     // The UDP length must cover the header and, unless the datagram is fragmented, must not
     // claim more bytes than the frame holds (Ethernet padding may make the frame longer).
@@ -426,10 +477,14 @@ pub fn classify<P: Packet + ?Sized>(pkt: &P, ports: &Ports) -> Option<Classified
 #[inline(always)]
 fn wireguard<P: Packet + ?Sized>(pkt: &P, payload: usize, len: usize) -> Kind {
     // The type is a little-endian u32 whose upper three bytes are reserved zeros.
-    let Some([t, 0, 0, 0]) = pkt.load::<4>(payload) else {
+    let Some(word) = pkt.u32_at(payload) else {
         return Kind::Malformed;
     };
-    match (t, len) {
+    // Read big-endian, the little-endian type byte is the top byte.
+    if word & 0x00ff_ffff != 0 {
+        return Kind::Malformed;
+    }
+    match ((word >> 24) as u8, len) {
         WG_HANDSHAKE_INIT => Kind::WgHandshakeInit,
         WG_HANDSHAKE_RESPONSE => Kind::WgHandshakeResponse,
         WG_COOKIE_REPLY => Kind::WgCookieReply,
@@ -445,18 +500,27 @@ fn ike<P: Packet + ?Sized>(pkt: &P, offset: usize, len: usize) -> (Kind, bool) {
     if len < IKE_HLEN {
         return (Kind::Malformed, false);
     }
-    let Some(h) = pkt.load::<IKE_HLEN>(offset) else {
+    let Some(spi_r0) = pkt.u32_at(offset + 8) else {
         return (Kind::Malformed, false);
     };
-    // The header's length field covers the whole IKE message.
-    let message_len = u32::from_be_bytes([h[24], h[25], h[26], h[27]]) as usize;
-    if message_len != len {
+    let Some(spi_r1) = pkt.u32_at(offset + 12) else {
+        return (Kind::Malformed, false);
+    };
+    // Next payload, version (major << 4 | minor), exchange type, flags.
+    let Some(word) = pkt.u32_at(offset + 16) else {
+        return (Kind::Malformed, false);
+    };
+    // The length of the whole IKE message ends the header.
+    let Some(message_len) = pkt.u32_at(offset + IKE_HLEN - 4) else {
+        return (Kind::Malformed, false);
+    };
+    if message_len as usize != len {
         return (Kind::Malformed, false);
     }
-    let responder_spi_zero =
-        u64::from_be_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]) == 0;
-    let exchange = h[18];
-    let kind = match (h[17] >> 4, exchange) {
+    let responder_spi_zero = spi_r0 == 0 && spi_r1 == 0;
+    let major = (word >> 20) as u8 & 0x0f;
+    let exchange = (word >> 8) as u8;
+    let kind = match (major, exchange) {
         (1, 2) => Kind::IkeV1Main,
         (1, 4) => Kind::IkeV1Aggressive,
         (1, 5) => Kind::IkeV1Informational,
@@ -481,20 +545,19 @@ fn ike<P: Packet + ?Sized>(pkt: &P, offset: usize, len: usize) -> (Kind, bool) {
 #[inline(always)]
 fn natt<P: Packet + ?Sized>(pkt: &P, payload: usize, len: usize, c: &mut Classified) {
     if len == 1 {
-        c.kind = match pkt.load::<1>(payload) {
-            Some([NATT_KEEPALIVE]) => Kind::NattKeepalive,
+        c.kind = match pkt.u8_at(payload) {
+            Some(NATT_KEEPALIVE) => Kind::NattKeepalive,
             _ => Kind::Malformed,
         };
         return;
     }
-    let marker = match pkt.load::<NON_ESP_MARKER_LEN>(payload) {
+    let spi = match pkt.u32_at(payload) {
         Some(marker) if len >= NON_ESP_MARKER_LEN => marker,
         _ => {
             c.kind = Kind::Malformed;
             return;
         }
     };
-    let spi = u32::from_be_bytes(marker);
     if spi == 0 {
         (c.kind, c.initial) = ike(pkt, payload + NON_ESP_MARKER_LEN, len - NON_ESP_MARKER_LEN);
     } else if len >= ESP_HLEN {

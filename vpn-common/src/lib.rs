@@ -11,5 +11,8 @@ pub mod classify;
 pub mod maps;
 pub mod rate;
 
-pub use classify::{Classified, Kind, Packet, Ports, Service, classify};
+pub use classify::{
+    Address, Classified, Kind, Packet, Ports, Service, address_from_octets, address_octets,
+    classify, ipv4_mapped,
+};
 pub use maps::*;

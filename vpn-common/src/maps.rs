@@ -11,13 +11,13 @@ pub const PROG_EMPTY: &str = "vpn_empty";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// `ARRAY` with one [`XdpConfig`].
 pub const MAP_CONFIG: &str = "CONFIG";
-/// `LRU_HASH` from source address (`[u8; 16]`, IPv4-mapped) to [`SourceStats`].
+/// `LRU_HASH` from source [`crate::classify::Address`] (IPv4-mapped) to [`SourceStats`].
 pub const MAP_SOURCES: &str = "SOURCES";
-/// `LPM_TRIE` of denied source prefixes: key data is the address (`[u8; 16]`), value `u8`.
+/// `LPM_TRIE` of denied source prefixes: key data is [`LpmAddress`], value `u8`.
 pub const MAP_DENY: &str = "DENY";
 /// `LPM_TRIE` of allowed source prefixes per service: key data is [`AllowKey`], value `u8`.
 pub const MAP_ALLOW: &str = "ALLOW";
-/// `LRU_HASH` from source address to [`RateState`].
+/// `LRU_HASH` from source [`crate::classify::Address`] to [`RateState`].
 pub const MAP_RATE: &str = "RATE";
 
 /// Default size of the per-source table: 4096 entries of ~100 bytes with the kernel's overhead.
@@ -174,9 +174,27 @@ pub struct SourceStats {
     pub _pad: u8,
 }
 
-/// Key data of [`MAP_ALLOW`]: the service, then the address. The LPM prefix length is
-/// `8 + address prefix length` (IPv4 prefixes count from the mapped address: `8 + 96 + len`).
-pub type AllowKey = [u8; 17];
+/// An address as LPM-trie key data: the bytes in network order (each word of a
+/// [`crate::classify::Address`] passed through `u32::to_be`). IPv4 prefixes are keyed in the
+/// mapped range: prefix length `96 + len`.
+pub type LpmAddress = [u32; 4];
+
+/// Key data of [`MAP_ALLOW`]: the service (a network-order word), then the address. The LPM
+/// prefix length is `32 + address prefix length`.
+pub type AllowKey = [u32; 5];
+
+/// The [`LpmAddress`] of an address.
+#[inline(always)]
+pub fn lpm_address(a: crate::classify::Address) -> LpmAddress {
+    [a[0].to_be(), a[1].to_be(), a[2].to_be(), a[3].to_be()]
+}
+
+/// The [`AllowKey`] data of a service and address.
+#[inline(always)]
+pub fn allow_key(service: Service, a: crate::classify::Address) -> AllowKey {
+    let l = lpm_address(a);
+    [(service as u32).to_be(), l[0], l[1], l[2], l[3]]
+}
 
 /// Token-bucket state per source, in [`MAP_RATE`].
 #[repr(C)]

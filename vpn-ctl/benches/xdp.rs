@@ -27,15 +27,26 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let program = WanProgram::load(vpn_common::DEFAULT_SOURCES).expect(
-        "loading the XDP program (the benchmark needs root: sudo cargo xtask bench)",
-    );
+    let program = WanProgram::load(vpn_common::DEFAULT_SOURCES)
+        .expect("loading the XDP program (the benchmark needs root: sudo cargo xtask bench)");
     let cases = [
-        ("wireguard data (1400 B)", udp4(51820, &payload::wireguard(4, 1376))),
-        ("wireguard handshake initiation", udp4(51820, &payload::wireguard(1, 148))),
-        ("ike ikev2 ike_sa_init", udp4(500, &payload::ike(2, 34, true, 300))),
+        (
+            "wireguard data (1400 B)",
+            udp4(51820, &payload::wireguard(4, 1376)),
+        ),
+        (
+            "wireguard handshake initiation",
+            udp4(51820, &payload::wireguard(1, 148)),
+        ),
+        (
+            "ike ikev2 ike_sa_init",
+            udp4(500, &payload::ike(2, 34, true, 300)),
+        ),
         ("non-vpn udp (dns)", udp4(53, &[0u8; 40])),
-        ("malformed on wireguard port", udp4(51820, &payload::wireguard(4, 33))),
+        (
+            "malformed on wireguard port",
+            udp4(51820, &payload::wireguard(4, 33)),
+        ),
     ];
     println!(
         "XDP classifier cost per packet, BPF_PROG_TEST_RUN, {REPEAT} repeats x {ROUNDS} rounds (median)\n"
@@ -49,7 +60,9 @@ fn main() {
         for _ in 0..ROUNDS {
             let (_, t) = program.run(PROG_EMPTY, frame, REPEAT).expect("run empty");
             empty.push(t.as_nanos() as f64);
-            let (_, t) = program.run(PROG_WAN, frame, REPEAT).expect("run classifier");
+            let (_, t) = program
+                .run(PROG_WAN, frame, REPEAT)
+                .expect("run classifier");
             wan.push(t.as_nanos() as f64);
         }
         let (wan, empty) = (median(wan), median(empty));

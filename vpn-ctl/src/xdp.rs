@@ -18,9 +18,10 @@ use aya::{
 use ipnet::IpNet;
 use serde::Serialize;
 use vpn_common::{
-    ACTIONS, Action, AllowKey, COUNTER_SLOTS, Counter, Kind, MAP_ALLOW, MAP_CONFIG, MAP_COUNTERS,
-    MAP_DENY, MAP_SOURCES, MODE_ENFORCE, MODE_MONITOR, PROG_EMPTY, PROG_WAN, Ports, Service,
-    SourceStats, XdpConfig, counter_key,
+    ACTIONS, Action, Address, AllowKey, COUNTER_SLOTS, Counter, Kind, LpmAddress, MAP_ALLOW,
+    MAP_CONFIG, MAP_COUNTERS, MAP_DENY, MAP_SOURCES, MODE_ENFORCE, MODE_MONITOR, PROG_EMPTY,
+    PROG_WAN, Ports, Service, SourceStats, XdpConfig, address_from_octets, address_octets,
+    counter_key, lpm_address,
 };
 
 /// The eBPF object (`vpn-ebpf`), built by `build.rs`.
@@ -117,15 +118,15 @@ impl Policy {
 }
 
 /// An address as the program keys it: IPv4 as an IPv4-mapped IPv6 address.
-fn address_key(addr: IpAddr) -> [u8; 16] {
-    match addr {
+fn address_key(addr: IpAddr) -> Address {
+    address_from_octets(match addr {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
-    }
+    })
 }
 
-fn address_from_key(key: [u8; 16]) -> IpAddr {
-    let v6 = std::net::Ipv6Addr::from(key);
+fn address_from_key(key: Address) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(address_octets(key));
     match v6.to_ipv4_mapped() {
         Some(v4) => IpAddr::V4(v4),
         None => IpAddr::V6(v6),
@@ -133,7 +134,7 @@ fn address_from_key(key: [u8; 16]) -> IpAddr {
 }
 
 /// A prefix as an LPM key over the mapped address space.
-fn prefix_key(net: IpNet) -> ([u8; 16], u32) {
+fn prefix_key(net: IpNet) -> (Address, u32) {
     let net = net.trunc();
     let len = match net {
         IpNet::V4(n) => 96 + u32::from(n.prefix_len()),
@@ -142,12 +143,9 @@ fn prefix_key(net: IpNet) -> ([u8; 16], u32) {
     (address_key(net.addr()), len)
 }
 
-fn allow_key(service: Service, net: IpNet) -> Key<AllowKey> {
+fn allow_prefix_key(service: Service, net: IpNet) -> Key<AllowKey> {
     let (addr, len) = prefix_key(net);
-    let mut data: AllowKey = [0; 17];
-    data[0] = service as u8;
-    data[1..].copy_from_slice(&addr);
-    Key::new(8 + len, data)
+    Key::new(32 + len, vpn_common::allow_key(service, addr))
 }
 
 /// The classifier, loaded into the kernel and possibly attached to an interface.
@@ -202,13 +200,14 @@ impl WanProgram {
     pub fn set_policy(&mut self, policy: &Policy) -> anyhow::Result<()> {
         let context = "updating the XDP program's policy maps";
         {
-            let mut deny: LpmTrie<&mut MapData, [u8; 16], u8> = self.map_mut(MAP_DENY)?;
+            let mut deny: LpmTrie<&mut MapData, LpmAddress, u8> = self.map_mut(MAP_DENY)?;
             let wanted: BTreeSet<_> = policy.deny.iter().map(|n| prefix_key(*n)).collect();
-            sync_trie(&mut deny, wanted.iter().map(|(a, l)| Key::new(*l, *a))).context(context)?;
+            let keys = wanted.iter().map(|(a, l)| Key::new(*l, lpm_address(*a)));
+            sync_trie(&mut deny, keys).context(context)?;
         }
         {
             let mut allow: LpmTrie<&mut MapData, AllowKey, u8> = self.map_mut(MAP_ALLOW)?;
-            let wanted = policy.allow.iter().map(|(s, n)| allow_key(*s, *n));
+            let wanted = policy.allow.iter().map(|(s, n)| allow_prefix_key(*s, *n));
             sync_trie(&mut allow, wanted).context(context)?;
         }
         let mut config: Array<&mut MapData, XdpConfig> = self.map_mut(MAP_CONFIG)?;
@@ -300,7 +299,7 @@ impl WanProgram {
 
     /// The per-source table, most recently seen first (`bpftool map dump name SOURCES`).
     pub fn sources(&self) -> anyhow::Result<Vec<Source>> {
-        let map: HashMap<&MapData, [u8; 16], SourceStats> = self.map(MAP_SOURCES)?;
+        let map: HashMap<&MapData, Address, SourceStats> = self.map(MAP_SOURCES)?;
         let now = monotonic_ns();
         let mut sources = Vec::new();
         for entry in map.iter() {
@@ -529,7 +528,10 @@ mod tests {
     fn ipv4_prefixes_are_keyed_in_the_mapped_range() {
         let (addr, len) = prefix_key("192.0.2.77/24".parse().unwrap());
         assert_eq!(len, 120);
-        assert_eq!(&addr[10..], &[0xff, 0xff, 192, 0, 2, 0]);
+        assert_eq!(&address_octets(addr)[10..], &[0xff, 0xff, 192, 0, 2, 0]);
+        // LPM key data is in network byte order in memory.
+        let lpm = lpm_address(addr);
+        assert_eq!(lpm[3].to_ne_bytes(), [192, 0, 2, 0]);
         assert_eq!(
             address_from_key(addr),
             "192.0.2.0".parse::<IpAddr>().unwrap()
@@ -548,9 +550,9 @@ mod tests {
 
     #[test]
     fn allow_keys_put_the_service_first() {
-        let key = allow_key(Service::Ike, "10.0.0.0/8".parse().unwrap());
-        assert_eq!(key.prefix_len(), 8 + 96 + 8);
-        assert_eq!(key.data()[0], Service::Ike as u8);
+        let key = allow_prefix_key(Service::Ike, "10.0.0.0/8".parse().unwrap());
+        assert_eq!(key.prefix_len(), 32 + 96 + 8);
+        assert_eq!(key.data()[0].to_ne_bytes(), [0, 0, 0, Service::Ike as u8]);
     }
 
     #[test]

@@ -18,9 +18,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use vpn_common::{
-    Action, AllowKey, COUNTER_SLOTS, Classified, Counter, DEFAULT_SOURCES, Kind, MODE_ENFORCE,
-    PREFIX_ENTRIES, Packet, RATE_ENTRIES, RateState, SourceStats, XdpConfig, classify,
-    counter_index, rate,
+    Action, Address, AllowKey, COUNTER_SLOTS, Classified, Counter, DEFAULT_SOURCES, Kind,
+    LpmAddress, MODE_ENFORCE, PREFIX_ENTRIES, Packet, RATE_ENTRIES, RateState, SourceStats,
+    XdpConfig, allow_key, classify, counter_index, lpm_address, rate,
 };
 
 #[map(name = "COUNTERS")]
@@ -31,23 +31,45 @@ static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
 
 /// Resized by user space at load time (`--sources`).
 #[map(name = "SOURCES")]
-static SOURCES: LruHashMap<[u8; 16], SourceStats> =
-    LruHashMap::with_max_entries(DEFAULT_SOURCES, 0);
+static SOURCES: LruHashMap<Address, SourceStats> = LruHashMap::with_max_entries(DEFAULT_SOURCES, 0);
 
 #[map(name = "DENY")]
-static DENY: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(PREFIX_ENTRIES, BPF_F_NO_PREALLOC);
+static DENY: LpmTrie<LpmAddress, u8> = LpmTrie::with_max_entries(PREFIX_ENTRIES, BPF_F_NO_PREALLOC);
 
 #[map(name = "ALLOW")]
 static ALLOW: LpmTrie<AllowKey, u8> = LpmTrie::with_max_entries(PREFIX_ENTRIES, BPF_F_NO_PREALLOC);
 
 #[map(name = "RATE")]
-static RATE: LruHashMap<[u8; 16], RateState> = LruHashMap::with_max_entries(RATE_ENTRIES, 0);
+static RATE: LruHashMap<Address, RateState> = LruHashMap::with_max_entries(RATE_ENTRIES, 0);
 
 /// LPM tries must be created without preallocation.
 const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// The frame, bounds-checked against `data_end` on every load.
 struct Frame<'a>(&'a XdpContext);
+
+impl Frame<'_> {
+    /// A pointer to a `T` at `offset`, if the frame holds it.
+    #[inline(always)]
+    fn at<T>(&self, offset: usize) -> Option<*const T> {
+        let start = self.0.data();
+        let end = self.0.data_end();
+        // LLVM rewrites `p + 1 > end` as `p >= end`, from which the verifier learns no packet
+        // range (a zero offset with an open right bound gives none). A volatile read of the
+        // length keeps the `+ 1` on the pointer; the verifier still sees the constant.
+        let size = if size_of::<T>() == 1 {
+            let size = 1usize;
+            // SAFETY: a read of a local.
+            unsafe { core::ptr::read_volatile(&size) }
+        } else {
+            size_of::<T>()
+        };
+        if start + offset + size > end {
+            return None;
+        }
+        Some((start + offset) as *const T)
+    }
+}
 
 impl Packet for Frame<'_> {
     #[inline(always)]
@@ -56,24 +78,26 @@ impl Packet for Frame<'_> {
     }
 
     #[inline(always)]
-    fn load<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
-        let start = self.0.data();
-        let end = self.0.data_end();
-        // LLVM rewrites `p + 1 > end` as `p >= end`, from which the verifier learns no packet
-        // range (a zero offset with an open right bound gives none). A volatile read of the
-        // length keeps the `+ 1` on the pointer; the verifier still sees the constant.
-        let n = if N == 1 {
-            let n = N;
-            // SAFETY: a read of a local.
-            unsafe { core::ptr::read_volatile(&n) }
-        } else {
-            N
-        };
-        if start + offset + n > end {
-            return None;
-        }
-        // SAFETY: the range was checked against `data_end` just above.
-        Some(unsafe { core::ptr::read_unaligned((start + offset) as *const [u8; N]) })
+    fn u8_at(&self, offset: usize) -> Option<u8> {
+        // SAFETY: `at` checked the byte against `data_end`.
+        self.at::<u8>(offset).map(|p| unsafe { *p })
+    }
+
+    // Plain (aligned) loads, as C XDP programs do: header fields sit at their natural
+    // alignment once the driver's NET_IP_ALIGN is counted, the verifier checks that where the
+    // architecture needs it, and an unaligned load would be compiled to one load per byte.
+    #[inline(always)]
+    fn u16_at(&self, offset: usize) -> Option<u16> {
+        // SAFETY: `at` checked the bytes against `data_end`.
+        self.at::<u16>(offset)
+            .map(|p| u16::from_be(unsafe { p.read() }))
+    }
+
+    #[inline(always)]
+    fn u32_at(&self, offset: usize) -> Option<u32> {
+        // SAFETY: `at` checked the bytes against `data_end`.
+        self.at::<u32>(offset)
+            .map(|p| u32::from_be(unsafe { p.read() }))
     }
 }
 
@@ -114,14 +138,14 @@ fn enforce(config: &XdpConfig, c: &Classified, now: u64) -> Action {
     if c.kind == Kind::Fragment {
         return Action::Pass;
     }
-    if DENY.get(Key::new(128, c.source)).is_some() {
+    if DENY.get(Key::new(128, lpm_address(c.source))).is_some() {
         return Action::DropDenied;
     }
     if config.allow_services & (1 << c.service as u32) != 0 {
-        let mut data: AllowKey = [0; 17];
-        data[0] = c.service as u8;
-        data[1..].copy_from_slice(&c.source);
-        if ALLOW.get(Key::new(136, data)).is_none() {
+        if ALLOW
+            .get(Key::new(160, allow_key(c.service, c.source)))
+            .is_none()
+        {
             return Action::DropNotAllowed;
         }
     }

@@ -34,8 +34,13 @@ pub fn run(vpn_ctl: &Path) -> anyhow::Result<()> {
         IpAddr::from([a, b, c, octet])
     };
     for octet in [PHONE, FRITZBOX, SCANNER] {
-        net.a
-            .ip(&["addr", "add", &format!("{}/24", host(octet)), "dev", &net.a_dev]);
+        net.a.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", host(octet)),
+            "dev",
+            &net.a_dev,
+        ]);
     }
     println!(
         "\n== The network: internet namespace {} (phone {}, FRITZ!Box {}, scanner {})\n\
@@ -98,8 +103,18 @@ pub fn run(vpn_ctl: &Path) -> anyhow::Result<()> {
                 }
                 let flood: Vec<_> = (0..10).map(|_| payload::wireguard(1, 148)).collect();
                 send(&net, host(SCANNER), 51820, &flood);
-                send(&net, host(SCANNER), 51820, &[b"GET / HTTP/1.0\r\n\r\n".to_vec()]);
-                send(&net, host(SCANNER), 53, &[b"not VPN: never counted".to_vec()]);
+                send(
+                    &net,
+                    host(SCANNER),
+                    51820,
+                    &[b"GET / HTTP/1.0\r\n\r\n".to_vec()],
+                );
+                send(
+                    &net,
+                    host(SCANNER),
+                    53,
+                    &[b"not VPN: never counted".to_vec()],
+                );
                 tick += 1;
                 thread::sleep(Duration::from_millis(250));
             }

@@ -42,11 +42,14 @@ fn main() -> anyhow::Result<()> {
         Task::Setup => setup::run(),
         Task::Test { args } => {
             setup::run()?;
-            cargo(&["test", "--workspace", "--locked"], &args)
+            cargo(&["test", "--locked"], &args)
         }
         Task::Bench => {
             setup::run()?;
-            cargo(&["bench", "--locked", "-p", "vpn-ctl", "--bench", "xdp"], &[])
+            cargo(
+                &["bench", "--locked", "-p", "vpn-ctl", "--bench", "xdp"],
+                &[],
+            )
         }
         Task::Demo => {
             setup::run()?;

@@ -55,7 +55,10 @@ fn packages() -> anyhow::Result<()> {
             missing.join(" ")
         );
     }
-    say(&format!("installing Debian packages: {}", missing.join(" ")));
+    say(&format!(
+        "installing Debian packages: {}",
+        missing.join(" ")
+    ));
     step(Command::new("apt-get").args(["update", "-q"]))?;
     step(
         Command::new("apt-get")
@@ -79,7 +82,11 @@ fn bpf_linker() -> anyhow::Result<()> {
     ));
     step(
         Command::new("cargo")
-            .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked"])
+            .args([
+                "install",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                "--locked",
+            ])
             .args(["--no-default-features", "--features", "llvm-22", "--force"])
             // Without these the build finds /usr/bin/llvm-config (LLVM 14) and fails to link.
             .env("LLVM_PREFIX", LLVM_PREFIX)
@@ -99,7 +106,9 @@ fn toolchain() -> anyhow::Result<()> {
         say(&format!("rustup toolchain {TOOLCHAIN} present"));
         return Ok(());
     }
-    say(&format!("linking Debian's rustc-web as rustup toolchain {TOOLCHAIN}"));
+    say(&format!(
+        "linking Debian's rustc-web as rustup toolchain {TOOLCHAIN}"
+    ));
     step(Command::new("rustup").args(["toolchain", "link", TOOLCHAIN, "/usr"]))
 }
 

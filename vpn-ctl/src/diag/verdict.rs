@@ -111,15 +111,6 @@ fn packets(n: u64, what: &str) -> String {
     }
 }
 
-/// `1 packet was`, `3 packets were`.
-fn packets_were(n: u64) -> String {
-    if n == 1 {
-        "1 packet was".into()
-    } else {
-        format!("{n} packets were")
-    }
-}
-
 fn list(addrs: &[IpAddr]) -> String {
     const SHOWN: usize = 3;
     let mut s = addrs
@@ -555,7 +546,7 @@ mod tests {
         assert!(
             find(&v, "wireguard", Level::Warning)
                 .message
-                .contains("7 packets were")
+                .contains("7 packets on udp/51820 were not valid WireGuard")
         );
         // Malformed packets do not prove the port forward works.
         assert!(
