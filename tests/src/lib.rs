@@ -56,6 +56,10 @@ pub struct Netns {
 
 impl Netns {
     /// Creates a fresh namespace with a unique name and its loopback up.
+    #[expect(
+        clippy::new_without_default,
+        reason = "creates a kernel object; a Default doing that would surprise"
+    )]
     pub fn new() -> Netns {
         let ns = Netns {
             name: unique_name("vpt"),
@@ -137,6 +141,10 @@ pub struct VethPair {
 }
 
 impl VethPair {
+    #[expect(
+        clippy::new_without_default,
+        reason = "creates kernel objects; a Default doing that would surprise"
+    )]
     pub fn new() -> VethPair {
         let a = Netns::new();
         let b = Netns::new();

@@ -26,6 +26,10 @@
 /// for byte slices. Offsets are always relative to the start of the frame. Loads are typed
 /// and big-endian: one load instruction each in the XDP program, where byte arrays would cost
 /// a load per byte.
+#[expect(
+    clippy::len_without_is_empty,
+    reason = "a frame is never empty; the length bounds UDP payload checks"
+)]
 pub trait Packet {
     /// Frame length in bytes.
     fn len(&self) -> usize;
@@ -488,7 +492,9 @@ fn wireguard<P: Packet + ?Sized>(pkt: &P, payload: usize, len: usize) -> Kind {
         WG_HANDSHAKE_INIT => Kind::WgHandshakeInit,
         WG_HANDSHAKE_RESPONSE => Kind::WgHandshakeResponse,
         WG_COOKIE_REPLY => Kind::WgCookieReply,
-        (WG_DATA, len) if len >= WG_DATA_MIN_LEN && len % WG_DATA_ALIGN == 0 => Kind::WgData,
+        (WG_DATA, len) if len >= WG_DATA_MIN_LEN && len.is_multiple_of(WG_DATA_ALIGN) => {
+            Kind::WgData
+        }
         _ => Kind::Malformed,
     }
 }

@@ -97,7 +97,7 @@ pub fn run(vpn_ctl: &Path) -> anyhow::Result<()> {
                     .map(|i| payload::wireguard(4, 32 + 16 * (i % 8)))
                     .collect();
                 send(&net, host(PHONE), 51820, &data);
-                if tick % 4 == 0 {
+                if tick.is_multiple_of(4) {
                     send(&net, host(FRITZBOX), 500, &[payload::ike(1, 4, true, 420)]);
                     send(&net, host(FRITZBOX), 4500, &[payload::natt_keepalive()]);
                 }
