@@ -20,6 +20,12 @@ pub const MAP_ALLOW: &str = "ALLOW";
 /// `LRU_HASH` from source [`crate::classify::Address`] to [`RateState`].
 pub const MAP_RATE: &str = "RATE";
 
+/// `PERCPU_ARRAY` with one [`PendingSource`]: transport data from the source that last sent
+/// data on this CPU, not yet added to [`MAP_SOURCES`].
+pub const MAP_PENDING: &str = "PENDING";
+/// Pending data packets are added to the source table at least this often (per CPU).
+pub const PENDING_FLUSH_PACKETS: u64 = 64;
+
 /// Default size of the per-source table: 4096 entries of ~100 bytes with the kernel's overhead.
 pub const DEFAULT_SOURCES: u32 = 4096;
 /// Entries of the rate-limit table.
@@ -179,6 +185,25 @@ pub struct SourceStats {
 /// mapped range: prefix length `96 + len`.
 pub type LpmAddress = [u32; 4];
 
+/// Transport data (WireGuard data, ESP, ESP-in-UDP) from one source, accumulated per CPU
+/// while that source keeps sending, and added to [`MAP_SOURCES`] when another source sends or
+/// after [`PENDING_FLUSH_PACKETS`]. A steady flow so costs no hash lookup and no clock read per
+/// packet; user space adds the pending slots when it reads the table, so counts stay exact.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingSource {
+    pub source: crate::classify::Address,
+    /// 0: the slot is empty.
+    pub packets: u64,
+    pub bytes: u64,
+    /// `bpf_ktime_get_ns` of the slot's first packet.
+    pub first_ns: u64,
+    pub last_spi: u32,
+    pub last_service: u8,
+    pub last_kind: u8,
+    pub _pad: [u8; 2],
+}
+
 /// Key data of [`MAP_ALLOW`]: the service (a network-order word), then the address. The LPM
 /// prefix length is `32 + address prefix length`.
 pub type AllowKey = [u32; 5];
@@ -212,4 +237,5 @@ mod user {
     unsafe impl aya::Pod for super::XdpConfig {}
     unsafe impl aya::Pod for super::SourceStats {}
     unsafe impl aya::Pod for super::RateState {}
+    unsafe impl aya::Pod for super::PendingSource {}
 }

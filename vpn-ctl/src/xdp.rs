@@ -19,9 +19,9 @@ use ipnet::IpNet;
 use serde::Serialize;
 use vpn_common::{
     ACTIONS, Action, Address, AllowKey, COUNTER_SLOTS, Counter, Kind, LpmAddress, MAP_ALLOW,
-    MAP_CONFIG, MAP_COUNTERS, MAP_DENY, MAP_SOURCES, MODE_ENFORCE, MODE_MONITOR, PROG_EMPTY,
-    PROG_WAN, Ports, Service, SourceStats, XdpConfig, address_from_octets, address_octets,
-    counter_key, lpm_address,
+    MAP_CONFIG, MAP_COUNTERS, MAP_DENY, MAP_PENDING, MAP_SOURCES, MODE_ENFORCE, MODE_MONITOR,
+    PROG_EMPTY, PROG_WAN, PendingSource, Ports, Service, SourceStats, XdpConfig,
+    address_from_octets, address_octets, counter_key, lpm_address,
 };
 
 /// The eBPF object (`vpn-ebpf`), built by `build.rs`.
@@ -301,10 +301,43 @@ impl WanProgram {
     pub fn sources(&self) -> anyhow::Result<Vec<Source>> {
         let map: HashMap<&MapData, Address, SourceStats> = self.map(MAP_SOURCES)?;
         let now = monotonic_ns();
-        let mut sources = Vec::new();
+        let mut table: BTreeMap<Address, SourceStats> = BTreeMap::new();
         for entry in map.iter() {
             // An LRU entry evicted between the key walk and the lookup is simply skipped.
             let Ok((key, s)) = entry else { continue };
+            table.insert(key, s);
+        }
+        // Transport data not yet added to the table by the program (one slot per CPU).
+        let pending: PerCpuArray<&MapData, PendingSource> = self.map(MAP_PENDING)?;
+        for p in pending
+            .get(&0, 0)
+            .context("reading the pending source slots")?
+            .iter()
+        {
+            if p.packets == 0 {
+                continue;
+            }
+            let s = table.entry(p.source).or_insert(SourceStats {
+                first_seen_ns: p.first_ns,
+                last_seen_ns: p.first_ns,
+                last_action: Action::Pass as u8,
+                ..SourceStats::default()
+            });
+            s.packets += p.packets;
+            s.bytes += p.bytes;
+            // The slot's later packets carry no time; its first one is a lower bound.
+            if p.first_ns >= s.last_seen_ns {
+                s.last_seen_ns = p.first_ns;
+                s.last_service = p.last_service;
+                s.last_kind = p.last_kind;
+                s.last_action = Action::Pass as u8;
+            }
+            if p.last_spi != 0 {
+                s.last_spi = p.last_spi;
+            }
+        }
+        let mut sources = Vec::new();
+        for (key, s) in table {
             sources.push(Source {
                 address: address_from_key(key),
                 packets: s.packets,

@@ -1508,3 +1508,34 @@ fn custom_ports_from_the_policy_replace_the_defaults() {
     );
     pass_uncounted(&program, "51821 again", &udp4(51821, &wg(1, 147)));
 }
+
+/// Transport data is accumulated per CPU and added to the source table when another source
+/// sends or every 64 packets; `sources()` adds what is still pending, so counts stay exact
+/// across both kinds of flush.
+#[test]
+fn data_counts_per_source_stay_exact_across_pending_flushes() {
+    let program = load();
+    let a = udp4_from([198, 51, 100, 1], WG_PORT, &wg_data(64));
+    let b = udp4_from([198, 51, 100, 2], WG_PORT, &wg_data(64));
+    let run = |frame: &[u8], n: usize| {
+        for _ in 0..n {
+            assert_eq!(program.test_run(frame).expect("test run"), XDP_PASS);
+        }
+    };
+    run(&a, 150); // two flushes of 64 inside, 22 pending
+    run(&b, 3); // flushes a's 22, b pending
+    run(&a, 1); // flushes b, a pending again
+    let sources = program.sources().expect("read sources");
+    let packets = |addr: &str| {
+        let addr: IpAddr = addr.parse().unwrap();
+        sources
+            .iter()
+            .find(|s| s.address == addr)
+            .unwrap_or_else(|| panic!("{addr} missing from {sources:#?}"))
+    };
+    let sa = packets("198.51.100.1");
+    assert_eq!((sa.packets, sa.bytes), (151, 151 * a.len() as u64));
+    assert_eq!(sa.last_kind, "data");
+    let sb = packets("198.51.100.2");
+    assert_eq!((sb.packets, sb.bytes), (3, 3 * b.len() as u64));
+}

@@ -19,8 +19,9 @@ use aya_ebpf::{
 };
 use vpn_common::{
     Action, Address, AllowKey, COUNTER_SLOTS, Classified, Counter, DEFAULT_SOURCES, Kind,
-    LpmAddress, MODE_ENFORCE, PREFIX_ENTRIES, Packet, RATE_ENTRIES, RateState, SourceStats,
-    XdpConfig, allow_key, classify, counter_index, lpm_address, rate,
+    LpmAddress, MODE_ENFORCE, PENDING_FLUSH_PACKETS, PREFIX_ENTRIES, Packet, PendingSource,
+    RATE_ENTRIES, RateState, SourceStats, XdpConfig, allow_key, classify, counter_index,
+    lpm_address, rate,
 };
 
 #[map(name = "COUNTERS")]
@@ -38,6 +39,9 @@ static DENY: LpmTrie<LpmAddress, u8> = LpmTrie::with_max_entries(PREFIX_ENTRIES,
 
 #[map(name = "ALLOW")]
 static ALLOW: LpmTrie<AllowKey, u8> = LpmTrie::with_max_entries(PREFIX_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map(name = "PENDING")]
+static PENDING: PerCpuArray<PendingSource> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "RATE")]
 static RATE: LruHashMap<Address, RateState> = LruHashMap::with_max_entries(RATE_ENTRIES, 0);
@@ -111,14 +115,27 @@ pub fn vpn_wan(ctx: XdpContext) -> u32 {
         return XDP_PASS;
     };
     let bytes = frame.len() as u64;
-    let now = unsafe { bpf_ktime_get_ns() };
     let action = if config.mode == MODE_ENFORCE {
-        enforce(config, &c, now)
+        enforce(config, &c)
     } else {
         Action::Pass
     };
     count(&c, action, bytes);
-    record_source(&c, action, bytes, now);
+    if action == Action::Pass && matches!(c.kind, Kind::WgData | Kind::Esp | Kind::EspInUdp) {
+        record_data(&c, bytes);
+    } else {
+        let update = SourceUpdate {
+            source: c.source,
+            packets: 1,
+            bytes,
+            dropped: (action != Action::Pass) as u64,
+            spi: c.spi,
+            service: c.service as u8,
+            kind: c.kind as u8,
+            action: action as u8,
+        };
+        record_source(&update, now());
+    }
     match action {
         Action::Pass => XDP_PASS,
         _ => XDP_DROP,
@@ -134,7 +151,7 @@ pub fn vpn_empty(_ctx: XdpContext) -> u32 {
 /// Enforce mode's decision, in order: deny list, allow-list, malformed, rate limit.
 /// Fragments cannot be attributed to a service and are never dropped.
 #[inline(always)]
-fn enforce(config: &XdpConfig, c: &Classified, now: u64) -> Action {
+fn enforce(config: &XdpConfig, c: &Classified) -> Action {
     if c.kind == Kind::Fragment {
         return Action::Pass;
     }
@@ -153,6 +170,7 @@ fn enforce(config: &XdpConfig, c: &Classified, now: u64) -> Action {
         return Action::DropMalformed;
     }
     if c.initial && config.rate_cost_ns != 0 {
+        let now = now();
         match RATE.get_ptr_mut(c.source) {
             // SAFETY: a valid map value pointer; concurrent updates may lose a token, which
             // only makes the limit slightly more lenient.
@@ -186,41 +204,105 @@ fn count(c: &Classified, action: Action, bytes: u64) {
     }
 }
 
+/// CLOCK_MONOTONIC in nanoseconds. Costs as much as the rest of the classifier on some
+/// machines, so it is read only where a time is stored.
 #[inline(always)]
-fn record_source(c: &Classified, action: Action, bytes: u64, now: u64) {
-    let dropped = (action != Action::Pass) as u64;
-    match SOURCES.get_ptr_mut(c.source) {
+fn now() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// Transport data: accumulate in this CPU's pending slot while the same source keeps sending;
+/// add the slot to the source table when another source sends or the slot is full.
+#[inline(always)]
+fn record_data(c: &Classified, bytes: u64) {
+    let Some(pending) = PENDING.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; nothing else writes it while the program runs here.
+    let p = unsafe { &mut *pending };
+    if p.packets != 0 && p.packets < PENDING_FLUSH_PACKETS && p.source == c.source {
+        p.packets += 1;
+        p.bytes += bytes;
+        p.last_kind = c.kind as u8;
+        p.last_service = c.service as u8;
+        if c.spi != 0 {
+            p.last_spi = c.spi;
+        }
+        return;
+    }
+    let now = now();
+    if p.packets != 0 {
+        let update = SourceUpdate {
+            source: p.source,
+            packets: p.packets,
+            bytes: p.bytes,
+            dropped: 0,
+            spi: p.last_spi,
+            service: p.last_service,
+            kind: p.last_kind,
+            action: Action::Pass as u8,
+        };
+        record_source(&update, now);
+    }
+    *p = PendingSource {
+        source: c.source,
+        packets: 1,
+        bytes,
+        first_ns: now,
+        last_spi: c.spi,
+        last_service: c.service as u8,
+        last_kind: c.kind as u8,
+        _pad: [0; 2],
+    };
+}
+
+/// Packets from one source to add to the source table.
+struct SourceUpdate {
+    source: Address,
+    packets: u64,
+    bytes: u64,
+    dropped: u64,
+    spi: u32,
+    service: u8,
+    kind: u8,
+    action: u8,
+}
+
+#[inline(always)]
+fn record_source(u: &SourceUpdate, now: u64) {
+    match SOURCES.get_ptr_mut(u.source) {
         Some(s) => {
             // SAFETY: a valid map value pointer. Another CPU may update the same source at the
             // same time; these are diagnostic counters, so a rare lost increment is accepted
             // in exchange for not serialising the hot path.
             unsafe {
-                (*s).packets += 1;
-                (*s).bytes += bytes;
-                (*s).drops += dropped;
+                (*s).packets += u.packets;
+                (*s).bytes += u.bytes;
+                (*s).drops += u.dropped;
                 (*s).last_seen_ns = now;
-                (*s).last_service = c.service as u8;
-                (*s).last_kind = c.kind as u8;
-                (*s).last_action = action as u8;
-                if c.spi != 0 {
-                    (*s).last_spi = c.spi;
+                (*s).last_service = u.service;
+                (*s).last_kind = u.kind;
+                (*s).last_action = u.action;
+                if u.spi != 0 {
+                    (*s).last_spi = u.spi;
                 }
             }
         }
         None => {
             let stats = SourceStats {
-                packets: 1,
-                bytes,
-                drops: dropped,
+                packets: u.packets,
+                bytes: u.bytes,
+                drops: u.dropped,
                 first_seen_ns: now,
                 last_seen_ns: now,
-                last_spi: c.spi,
-                last_service: c.service as u8,
-                last_kind: c.kind as u8,
-                last_action: action as u8,
+                last_spi: u.spi,
+                last_service: u.service,
+                last_kind: u.kind,
+                last_action: u.action,
                 _pad: 0,
             };
-            let _ = SOURCES.insert(c.source, stats, 0);
+            let _ = SOURCES.insert(u.source, stats, 0);
         }
     }
 }
