@@ -112,6 +112,17 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+impl core::ops::Add for Counter {
+    type Output = Counter;
+
+    fn add(self, other: Counter) -> Counter {
+        Counter {
+            packets: self.packets + other.packets,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
 /// [`XdpConfig::mode`]: count only, pass everything.
 pub const MODE_MONITOR: u32 = 0;
 /// [`XdpConfig::mode`]: drop malformed, denied, not-allowed and rate-limited VPN packets.

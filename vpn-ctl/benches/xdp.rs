@@ -4,22 +4,14 @@
 //! Each case runs ROUNDS times with REPEAT repetitions, alternating the classifier and the
 //! empty program; the median of the kernel's mean time per run is printed.
 
-use etherparse::PacketBuilder;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use vpn_common::{PROG_EMPTY, PROG_WAN};
 use vpn_ctl::xdp::WanProgram;
-use vpn_ctl_tests::payload;
 
 const REPEAT: u32 = 1_000_000;
 const ROUNDS: usize = 7;
-
-fn udp4(port: u16, payload: &[u8]) -> Vec<u8> {
-    let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4([198, 51, 100, 7], [192, 0, 2, 1], 64)
-        .udp(40000, port);
-    let mut frame = Vec::with_capacity(builder.size(payload.len()));
-    builder.write(&mut frame, payload).expect("build frame");
-    frame
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -32,20 +24,20 @@ fn main() {
     let cases = [
         (
             "wireguard data (1400 B)",
-            udp4(51820, &payload::wireguard(4, 1376)),
+            common::udp4(51820, &common::wg(4, 1376)),
         ),
         (
             "wireguard handshake initiation",
-            udp4(51820, &payload::wireguard(1, 148)),
+            common::udp4(51820, &common::wg(1, 148)),
         ),
         (
             "ike ikev2 ike_sa_init",
-            udp4(500, &payload::ike(2, 34, true, 300)),
+            common::udp4(500, &common::ike(2, 34, true, 300)),
         ),
-        ("non-vpn udp (dns)", udp4(53, &[0u8; 40])),
+        ("non-vpn udp (dns)", common::udp4(53, &[0u8; 40])),
         (
             "malformed on wireguard port",
-            udp4(51820, &payload::wireguard(4, 33)),
+            common::udp4(51820, &common::wg(4, 33)),
         ),
     ];
     println!(

@@ -286,10 +286,7 @@ impl WanProgram {
             let per_cpu = map
                 .get(&index, 0)
                 .with_context(|| format!("reading XDP counter slot {index}"))?;
-            let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-                packets: acc.packets + c.packets,
-                bytes: acc.bytes + c.bytes,
-            });
+            let sum = per_cpu.iter().fold(Counter::default(), |acc, c| acc + *c);
             if sum.packets != 0 {
                 counters.0.insert(counter_key(index), sum);
             }
@@ -504,10 +501,7 @@ impl Counters {
         self.0
             .iter()
             .filter(|((s, k, a), _)| pred(*s, *k, *a))
-            .fold(Counter::default(), |acc, (_, c)| Counter {
-                packets: acc.packets + c.packets,
-                bytes: acc.bytes + c.bytes,
-            })
+            .fold(Counter::default(), |acc, (_, c)| acc + *c)
     }
 
     /// Rows for display and JSON, in (service, kind, action) order.

@@ -88,13 +88,11 @@ fn monitor_mode_counts_every_packet_and_passes_it_on() {
     let diag = start_diag(&net.b, &net.b_dev, &["--duration", "3", "--json"]);
 
     let to = |port| SocketAddr::from((net.b_addr, port));
-    let inits: Vec<_> = (0..3).map(|_| payload::wireguard(1, 148)).collect();
-    let data: Vec<_> = (0..10)
-        .map(|i| payload::wireguard(4, 32 + 16 * i))
-        .collect();
-    let malformed = vec![b"hello".to_vec(), payload::wireguard(1, 149)];
+    let inits: Vec<_> = (0..3).map(|_| payload::wg(1, 148)).collect();
+    let data: Vec<_> = (0..10).map(|i| payload::wg(4, 32 + 16 * i)).collect();
+    let malformed = vec![b"hello".to_vec(), payload::wg(1, 149)];
     let sa_init = vec![payload::ike(2, 34, true, 300)];
-    let natt_msgs = vec![payload::natt_keepalive(), payload::esp(0x1234, 64)];
+    let natt_msgs = vec![payload::natt_keepalive(), payload::esp(0x1234, 72)];
     let dns: Vec<_> = (0..4).map(|_| b"not vpn".to_vec()).collect();
     send_udp(&net.a, to(51820), &inits);
     send_udp(&net.a, to(51820), &data);
@@ -102,7 +100,7 @@ fn monitor_mode_counts_every_packet_and_passes_it_on() {
     send_udp(&net.a, to(500), &sa_init);
     send_udp(&net.a, to(4500), &natt_msgs);
     send_udp(&net.a, to(5353), &dns);
-    let data6: Vec<_> = (0..2).map(|_| payload::wireguard(4, 48)).collect();
+    let data6: Vec<_> = (0..2).map(|_| payload::wg(4, 48)).collect();
     send_udp(&net.a, SocketAddr::from((net.b_addr6, 51820)), &data6);
 
     // Monitor mode passes everything: every datagram reaches its socket.
@@ -183,12 +181,8 @@ fn enforce_mode_drops_malformed_packets_and_passes_valid_ones() {
         &net.b_dev,
         &["--duration", "3", "--json", "--mode", "enforce"],
     );
-    let valid: Vec<_> = (0..5).map(|i| payload::wireguard(4, 32 + 16 * i)).collect();
-    let malformed = vec![
-        payload::wireguard(1, 147),
-        payload::wireguard(4, 33),
-        payload::wireguard(9, 64),
-    ];
+    let valid: Vec<_> = (0..5).map(|i| payload::wg(4, 32 + 16 * i)).collect();
+    let malformed = vec![payload::wg(1, 147), payload::wg(4, 33), payload::wg(9, 64)];
     let to = SocketAddr::from((net.b_addr, 51820));
     send_udp(&net.a, to, &malformed);
     send_udp(&net.a, to, &valid);

@@ -61,7 +61,7 @@ pub fn run(vpn_ctl: &Path) -> anyhow::Result<()> {
     );
     act(&net, vpn_ctl, &["--duration", "5"], |stop| {
         while !stop.load(Ordering::Relaxed) {
-            send(&net, host(PHONE), 51820, &[payload::wireguard(1, 148)]);
+            send(&net, host(PHONE), 51820, &[payload::wg(1, 148)]);
             thread::sleep(Duration::from_millis(500));
         }
     })?;
@@ -90,18 +90,16 @@ pub fn run(vpn_ctl: &Path) -> anyhow::Result<()> {
             "3",
         ],
         |stop| {
-            send(&net, host(PHONE), 51820, &[payload::wireguard(1, 148)]);
+            send(&net, host(PHONE), 51820, &[payload::wg(1, 148)]);
             let mut tick = 0u32;
             while !stop.load(Ordering::Relaxed) {
-                let data: Vec<_> = (0..20)
-                    .map(|i| payload::wireguard(4, 32 + 16 * (i % 8)))
-                    .collect();
+                let data: Vec<_> = (0..20).map(|i| payload::wg(4, 32 + 16 * (i % 8))).collect();
                 send(&net, host(PHONE), 51820, &data);
                 if tick.is_multiple_of(4) {
                     send(&net, host(FRITZBOX), 500, &[payload::ike(1, 4, true, 420)]);
                     send(&net, host(FRITZBOX), 4500, &[payload::natt_keepalive()]);
                 }
-                let flood: Vec<_> = (0..10).map(|_| payload::wireguard(1, 148)).collect();
+                let flood: Vec<_> = (0..10).map(|_| payload::wg(1, 148)).collect();
                 send(&net, host(SCANNER), 51820, &flood);
                 send(
                     &net,
