@@ -5,6 +5,7 @@
 //! It deliberately does not depend on `vpn-ctl`, so `xtask` can use it before the eBPF
 //! toolchain is installed.
 
+pub mod kernel;
 pub mod payload;
 
 use std::{

@@ -4,6 +4,7 @@
 //! eBPF toolchain that `vpn-ctl`'s build script needs is installed.
 
 mod demo;
+mod guest;
 mod setup;
 
 use std::process::Command;
@@ -23,12 +24,20 @@ enum Task {
     /// Install the prerequisites (Debian packages, bpf-linker, the `debian-web` rustup
     /// toolchain). Idempotent: on a ready machine it checks and changes nothing.
     Setup,
-    /// Install the prerequisites, then run the whole test suite (needs root).
+    /// Install the prerequisites, then run the whole test suite (needs root): the host suite
+    /// (`cargo test`), the guest suite in a QEMU guest with Debian's kernel (`guest`), and the
+    /// guest harness's self-check (a deliberately failing guest test must fail the run).
     Test {
+        /// Run the host suite only.
+        #[arg(long)]
+        host_only: bool,
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Install the prerequisites, then run the privileged integration tests inside a QEMU guest
+    /// booting Debian's kernel, which has kernel WireGuard and ESP (needs root).
+    Guest(guest::Options),
     /// Install the prerequisites, then print the XDP classifier's per-packet cost next to an
     /// empty XDP program's (BPF_PROG_TEST_RUN; needs root).
     Bench,
@@ -37,12 +46,38 @@ enum Task {
     Demo,
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> anyhow::Result<()> {
+    match task {
         Task::Setup => setup::run(),
-        Task::Test { args } => {
+        Task::Test { host_only, args } => {
             setup::run()?;
-            cargo(&["test", "--locked"], &args)
+            cargo(&["test", "--locked"], &args)?;
+            if host_only {
+                return Ok(());
+            }
+            let root = workspace_root();
+            guest::run(&root, &guest::Options::default())?;
+            guest::run(
+                &root,
+                &guest::Options {
+                    expect_failure: true,
+                    ..guest::Options::default()
+                },
+            )
+        }
+        Task::Guest(options) => {
+            setup::run()?;
+            guest::run(&workspace_root(), &options)
         }
         Task::Bench => {
             setup::run()?;
@@ -68,6 +103,11 @@ fn cargo(args: &[&str], extra: &[String]) -> anyhow::Result<()> {
         cmd.arg("--").args(extra);
     }
     eprintln!("xtask: running {cmd:?}");
+    step(&mut cmd)
+}
+
+/// Runs a command with inherited output, failing when it fails.
+fn step(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");

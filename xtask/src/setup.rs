@@ -1,6 +1,8 @@
 //! Installs what building and testing vpn-ctl needs, from the package registries only
 //! (TOOLCHAIN.md §1): Debian's `rustc-web` with the prebuilt `core` for the BPF target,
-//! LLVM 22 for `bpf-linker`, `bpf-linker` 0.13.0 from crates.io, and iproute2.
+//! LLVM 22 for `bpf-linker`, `bpf-linker` 0.13.0 from crates.io, the tools the tests use, and
+//! what the QEMU guest harness (`cargo xtask guest`, TOOLCHAIN.md §3) needs to boot Debian's
+//! kernel.
 //!
 //! Every step checks first and only acts when something is missing, so a second run on a
 //! ready machine takes a second and changes nothing.
@@ -9,14 +11,22 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-/// Debian packages: the eBPF compiler and its `core`, LLVM for bpf-linker, and the tools the
-/// tests use.
+use crate::step;
+
+/// Debian packages: the eBPF compiler and its `core`, LLVM for bpf-linker, the tools the
+/// tests use, and the guest harness's emulator, module tools and initramfs pieces.
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
     "libstd-rust-web-dev-bpf",
     "llvm-22-dev",
     "iproute2",
+    "iputils-ping",
+    "wireguard-tools",
+    "qemu-system-x86",
+    "kmod",
+    "cpio",
+    "busybox-static",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The rustup name under which Debian's compiler is linked; vpn-ctl's build.rs uses it.
@@ -110,12 +120,4 @@ fn toolchain() -> anyhow::Result<()> {
         "linking Debian's rustc-web as rustup toolchain {TOOLCHAIN}"
     ));
     step(Command::new("rustup").args(["toolchain", "link", TOOLCHAIN, "/usr"]))
-}
-
-fn step(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed ({status})");
-    }
-    Ok(())
 }
