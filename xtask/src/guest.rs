@@ -345,7 +345,14 @@ fn initramfs(
         order.push('\n');
     }
     fs::write(staging.join("modules/order"), order)?;
-    write_executable(&staging.join("init"), STAGE1)?;
+    let mut needed = vec![kernel.root.clone()];
+    needed.extend(binaries.iter().map(|b| b.package_dir.clone()));
+    needed.extend(
+        binaries
+            .iter()
+            .filter_map(|b| b.executable.parent().map(Path::to_path_buf)),
+    );
+    write_executable(&staging.join("init"), &stage1(&under_tmpfs(needed)))?;
     write_executable(&staging.join("modprobe"), &module_loader(kernel))?;
     write_executable(&staging.join("stage2.sh"), &stage2(kernel, binaries, args))?;
 
@@ -364,8 +371,34 @@ fn initramfs(
     Ok(image)
 }
 
+/// Where the guest mounts tmpfs over the read-only host root.
+const WRITABLE: &[&str] = &["/tmp", "/run", "/var/tmp"];
+
+/// Of `paths` the guest needs from the host, those the tmpfs mounts would hide (a clone in
+/// `/tmp`, say), without any inside another.
+fn under_tmpfs(mut paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    paths.retain(|p| WRITABLE.iter().any(|w| p.starts_with(w)));
+    paths.sort();
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        if !kept.iter().any(|k| p.starts_with(k)) {
+            kept.push(p);
+        }
+    }
+    kept
+}
+
 /// Stage 1, run by busybox as `/init`: mount the host's root over 9p and chroot into it.
+/// `kept` host paths stay visible through the tmpfs mounts (moved bind mounts).
 /// Verdict bytes: 0 passed, 1 tests failed, 2 harness failed.
+fn stage1(kept: &[PathBuf]) -> String {
+    let kept: Vec<String> = kept.iter().map(|p| quote(&p.to_string_lossy())).collect();
+    let writable: Vec<&str> = WRITABLE.iter().map(|w| &w[1..]).collect();
+    STAGE1
+        .replace("@KEPT@", &kept.join(" "))
+        .replace("@WRITABLE@", &writable.join(" "))
+}
+
 const STAGE1: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -383,7 +416,17 @@ done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose host /host \
     || fail "mounting the host's root over 9p failed"
 mount_at() { mount -t "$1" "$1" "/host/$2" || fail "mounting $1 on /$2 failed"; }
-for d in tmp run var/tmp; do mount_at tmpfs "$d"; done
+n=0
+for p in @KEPT@; do
+    mkdir -p "/keep/$n" && mount --bind "/host$p" "/keep/$n" || fail "keeping $p failed"
+    n=$((n + 1))
+done
+for d in @WRITABLE@; do mount_at tmpfs "$d"; done
+n=0
+for p in @KEPT@; do
+    mkdir -p "/host$p" && mount --move "/keep/$n" "/host$p" || fail "keeping $p failed"
+    n=$((n + 1))
+done
 mount_at proc proc
 mount_at sysfs sys
 mount_at devtmpfs dev
@@ -591,6 +634,23 @@ fn output(cmd: &mut Command) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_paths_hidden_by_tmpfs_are_kept_and_none_twice() {
+        let paths = [
+            "/work/main",
+            "/tmp/clone",
+            "/tmp/clone/target/debug/deps",
+            "/run/x",
+            "/tmpfoo",
+        ]
+        .map(PathBuf::from)
+        .to_vec();
+        assert_eq!(
+            under_tmpfs(paths),
+            ["/run/x", "/tmp/clone"].map(PathBuf::from).to_vec()
+        );
+    }
 
     #[test]
     fn quoted_strings_reach_the_shell_unchanged() {
