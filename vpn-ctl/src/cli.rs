@@ -1,13 +1,14 @@
 //! The command line.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 use vpn_common::{Ports, Service};
 
 use crate::{
-    diag,
+    config, diag,
+    wireguard::BackendChoice,
     xdp::{AttachMode, Mode, Policy, RateLimit},
 };
 
@@ -20,6 +21,10 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// The configuration file.
+    #[arg(long, global = true, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -29,6 +34,105 @@ pub enum Command {
     /// Watch VPN packets arrive on the WAN port (XDP), check what listens on the VPN ports,
     /// and say what is wrong. Replaces `tcpdump -i wan udp port 51820` and `netstat -nulp`.
     Diag(DiagArgs),
+
+    /// Bring the config's WireGuard interfaces up, or bring them in line with the config:
+    /// only what differs is changed; a second run changes nothing.
+    Up {
+        /// kernel: the WireGuard module; userspace: vpn-ctl's built-in implementation on a
+        /// TUN device; auto: the kernel's when it has the module.
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+    },
+
+    /// Remove what `up` created (links, and with them their addresses and routes).
+    Down,
+
+    /// Interfaces and peers: endpoint, allowed IPs, latest handshake, transfer, and hints.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Print a new private key (base64, as `wg genkey`).
+    Genkey,
+
+    /// Read a private key on stdin and print its public key (as `wg pubkey`).
+    Pubkey,
+
+    /// Print a new preshared key (as `wg genpsk`).
+    Genpsk,
+
+    /// Add or remove a road-warrior peer (phone, laptop) in the config file.
+    Peer {
+        #[command(subcommand)]
+        action: PeerAction,
+    },
+
+    /// Turn another tool's WireGuard config into a vpn-ctl config (written to --config, with
+    /// key files beside it; nothing is overwritten), reporting what could not be carried over.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
+
+    /// Run a userspace WireGuard device in this process (started by `up --backend
+    /// userspace`; not for direct use).
+    #[command(hide = true)]
+    UserspaceDevice { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerAction {
+    /// Add a peer: picks its tunnel address, makes its key pair and a preshared key, adds it
+    /// to the config (comments and layout kept), and prints the client's wg-quick config and
+    /// a QR code to scan with the WireGuard app. Then run `vpn-ctl up`.
+    Add {
+        /// A name for the peer (letters, digits, `-`, `_`, `.`), e.g. anna-phone.
+        name: String,
+        /// The WireGuard interface (needed when the config has several).
+        #[arg(long, value_name = "IFACE")]
+        interface: Option<String>,
+        /// The client's tunnel address (default: the next free one; repeat for IPv4 and IPv6).
+        #[arg(long, value_name = "ADDR")]
+        ip: Vec<std::net::IpAddr>,
+        /// DNS server for the client (repeatable; default: the interface's client_dns).
+        #[arg(long, value_name = "ADDR")]
+        dns: Vec<std::net::IpAddr>,
+        /// Send everything through the router (the default).
+        #[arg(long, conflicts_with = "split_tunnel")]
+        full_tunnel: bool,
+        /// Send only the VPN subnets and the router's LAN through the tunnel.
+        #[arg(long)]
+        split_tunnel: bool,
+        /// Also write the QR code as a PNG image (mode 0600: it holds the private key).
+        #[arg(long, value_name = "FILE")]
+        qr_png: Option<PathBuf>,
+        /// Keep the client's private key beside the config (IFACE-NAME.key, mode 0600);
+        /// without this it is shown once and not stored.
+        #[arg(long)]
+        store_private_key: bool,
+    },
+    /// Remove a peer and its key files from the config. Then run `vpn-ctl up`.
+    Remove {
+        name: String,
+        #[arg(long, value_name = "IFACE")]
+        interface: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// OpenWrt's /etc/config/network (`proto 'wireguard'` interfaces and their
+    /// `wireguard_<iface>` peer sections).
+    Uci { file: PathBuf },
+    /// A wg-quick config (e.g. /etc/wireguard/wg0.conf).
+    WgQuick {
+        file: PathBuf,
+        /// The interface name (default: the file name without `.conf`).
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -192,7 +296,9 @@ mod tests {
     #[test]
     fn diag_defaults_to_monitor_on_the_standard_ports() {
         let cli = Cli::try_parse_from(["vpn-ctl", "diag", "--wan", "eth0"]).unwrap();
-        let Command::Diag(args) = cli.command;
+        let Command::Diag(args) = cli.command else {
+            panic!("parsed as another command");
+        };
         let o = args.options().unwrap();
         assert_eq!(o.policy, Policy::default());
         assert_eq!(o.duration, None);

@@ -2,8 +2,18 @@
 //!
 //! One module per domain noun; the CLI (`main.rs`) and, later, the daemon call the same
 //! library functions.
+pub mod address;
 pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod config;
 pub mod diag;
+pub mod import;
+pub mod key;
 pub mod link;
+pub mod peer;
+pub mod route;
 pub mod sockets;
+pub mod userspace;
+pub mod wireguard;
 pub mod xdp;

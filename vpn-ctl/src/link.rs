@@ -2,8 +2,10 @@
 
 use anyhow::Context as _;
 use futures::TryStreamExt as _;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, LinkXdp, XdpAttached};
-use rtnetlink::Handle;
+use netlink_packet_route::link::{
+    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp, XdpAttached,
+};
+use rtnetlink::{Handle, LinkUnspec, LinkWireguard};
 use serde::Serialize;
 
 /// `XDP_FLAGS_SKB_MODE`, `XDP_FLAGS_DRV_MODE`, `XDP_FLAGS_HW_MODE` (linux/if_link.h).
@@ -22,6 +24,23 @@ pub struct Interface {
     pub lower_up: bool,
     /// An XDP program attached to it, by anyone.
     pub xdp: Option<XdpAttachment>,
+    /// The link type (`wireguard`, `veth`, ...; `ip -d link` prints it), if it has one.
+    pub kind: Option<String>,
+    /// The interface's alias (`ip link set IFACE alias TEXT`); vpn-ctl marks its links with
+    /// [`MANAGED_ALIAS`].
+    pub alias: Option<String>,
+    pub mtu: Option<u32>,
+}
+
+/// The alias vpn-ctl gives the links it creates, so that it only ever changes or deletes
+/// those (a link of the same name made by wg-quick or by hand is left alone).
+pub const MANAGED_ALIAS: &str = "managed by vpn-ctl";
+
+impl Interface {
+    /// Whether vpn-ctl created this link.
+    pub fn is_managed(&self) -> bool {
+        self.alias.as_deref() == Some(MANAGED_ALIAS)
+    }
 }
 
 /// An XDP program attached to an interface (`ip link show` prints `prog/xdp id N`).
@@ -65,17 +84,104 @@ impl Netlink {
         Ok(Netlink { handle })
     }
 
+    /// The underlying rtnetlink handle, for the address and route operations.
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Creates a WireGuard link marked as vpn-ctl's
+    /// (`ip link add NAME type wireguard && ip link set NAME alias "managed by vpn-ctl"`; the
+    /// kernel ignores an alias in the creating message).
+    pub async fn create_wireguard(&self, name: &str) -> anyhow::Result<Interface> {
+        let msg = LinkWireguard::new(name).build();
+        self.handle.link().add(msg).execute().await.map_err(|e| {
+            let hint = if errno(&e) == Some(libc::EOPNOTSUPP) {
+                "this kernel has no WireGuard module (try `modprobe wireguard`, or \
+                 `--backend userspace`)"
+            } else {
+                "check the name (at most 15 characters) and that you are root"
+            };
+            anyhow::Error::new(e).context(format!("creating WireGuard link {name} failed: {hint}"))
+        })?;
+        let link = self
+            .interface(name)
+            .await?
+            .with_context(|| format!("link {name} vanished right after it was created"))?;
+        if let Err(e) = self.mark_managed(&link).await {
+            let _ = self.delete(&link).await;
+            return Err(e);
+        }
+        Ok(Interface {
+            alias: Some(MANAGED_ALIAS.to_string()),
+            ..link
+        })
+    }
+
+    /// Marks an existing link as vpn-ctl's (`ip link set NAME alias "managed by vpn-ctl"`);
+    /// used for the TUN link of the userspace backend.
+    pub async fn mark_managed(&self, iface: &Interface) -> anyhow::Result<()> {
+        let msg = LinkUnspec::new_with_index(iface.index)
+            .alias(MANAGED_ALIAS)
+            .build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .with_context(|| format!("setting the alias of {} failed", iface.name))
+    }
+
+    /// `ip link set NAME mtu MTU`.
+    pub async fn set_mtu(&self, iface: &Interface, mtu: u32) -> anyhow::Result<()> {
+        let msg = LinkUnspec::new_with_index(iface.index).mtu(mtu).build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .with_context(|| format!("setting the MTU of {} to {mtu} failed", iface.name))
+    }
+
+    /// `ip link set NAME up`.
+    pub async fn set_up(&self, iface: &Interface) -> anyhow::Result<()> {
+        let msg = LinkUnspec::new_with_index(iface.index).up().build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .with_context(|| format!("setting {} up failed", iface.name))
+    }
+
+    /// `ip link del NAME`.
+    pub async fn delete(&self, iface: &Interface) -> anyhow::Result<()> {
+        match self.handle.link().del(iface.index).execute().await {
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+            r => r.with_context(|| format!("deleting link {} failed", iface.name)),
+        }
+    }
+
+    /// Every interface in the namespace (`ip -d link show`).
+    pub async fn interfaces(&self) -> anyhow::Result<Vec<Interface>> {
+        let mut links = self.handle.link().get().execute();
+        let mut found = Vec::new();
+        while let Some(msg) = links
+            .try_next()
+            .await
+            .context("listing interfaces over netlink")?
+        {
+            found.push(interface_from(msg));
+        }
+        Ok(found)
+    }
+
     /// Looks an interface up by name (`ip -d link show dev NAME`); `None` if there is none.
     pub async fn interface(&self, name: &str) -> anyhow::Result<Option<Interface>> {
         let mut links = self.handle.link().get().match_name(name).execute();
         match links.try_next().await {
             Ok(Some(msg)) => Ok(Some(interface_from(msg))),
             Ok(None) => Ok(None),
-            Err(rtnetlink::Error::NetlinkError(e))
-                if e.code.map(|c| -c.get()) == Some(libc::ENODEV) =>
-            {
-                Ok(None)
-            }
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading interface {name} over netlink")),
         }
     }
@@ -103,6 +209,14 @@ impl Netlink {
     }
 }
 
+/// The kernel's errno in a netlink error answer, if that is what `e` is.
+pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+        _ => None,
+    }
+}
+
 fn interface_from(msg: LinkMessage) -> Interface {
     let mut iface = Interface {
         index: msg.header.index,
@@ -110,10 +224,22 @@ fn interface_from(msg: LinkMessage) -> Interface {
         up: msg.header.flags.contains(LinkFlags::Up),
         lower_up: msg.header.flags.contains(LinkFlags::LowerUp),
         xdp: None,
+        kind: None,
+        alias: None,
+        mtu: None,
     };
     for attr in msg.attributes {
         match attr {
             LinkAttribute::IfName(name) => iface.name = name,
+            LinkAttribute::IfAlias(alias) => iface.alias = Some(alias),
+            LinkAttribute::Mtu(mtu) => iface.mtu = Some(mtu),
+            LinkAttribute::LinkInfo(infos) => {
+                iface.kind = infos.iter().find_map(|i| match i {
+                    LinkInfo::Kind(InfoKind::Other(k)) => Some(k.clone()),
+                    LinkInfo::Kind(k) => Some(k.to_string()),
+                    _ => None,
+                })
+            }
             LinkAttribute::Xdp(xdp) => iface.xdp = xdp_attachment(&xdp),
             _ => {}
         }

@@ -2,7 +2,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use vpn_ctl::cli::{Cli, Command};
+use vpn_ctl::{cli::Cli, commands};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -15,31 +15,11 @@ fn main() -> ExitCode {
         .format_target(false)
         .format_timestamp(None)
         .init();
-    match run(cli) {
+    match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    match cli.command {
-        Command::Diag(args) => {
-            let options = args.options()?;
-            let mut stdout = std::io::stdout();
-            let report = runtime.block_on(vpn_ctl::diag::run(&options, &mut stdout))?;
-            if args.json {
-                serde_json::to_writer_pretty(&mut stdout, &report)?;
-                println!();
-            } else {
-                print!("{}", vpn_ctl::diag::view::render_report(&report));
-            }
-            Ok(())
         }
     }
 }

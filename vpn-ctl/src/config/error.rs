@@ -1,0 +1,160 @@
+//! Configuration errors that point at the file, line and column and say what to do.
+
+use std::{fmt, path::Path, path::PathBuf};
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem is not at one place in the file (e.g. an unreadable file).
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+    pub message: String,
+    /// What to do about it.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// A problem at byte `offset` of `text`, the contents of `file`.
+    pub(crate) fn at(
+        file: &Path,
+        text: &str,
+        offset: usize,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Diagnostic {
+        let (line, column) = line_column(text, offset);
+        Diagnostic {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+            help: Some(help.into()),
+        }
+    }
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`; an offset past
+/// the end is the position just after the last character.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    (line, before[line_start..].chars().count() + 1)
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)?;
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )?;
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in a configuration; nothing was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Error {
+    pub(crate) fn unreadable(path: &Path, e: &std::io::Error) -> Error {
+        let help = if e.kind() == std::io::ErrorKind::NotFound {
+            "create it (see the README's example), or pass another file with --config".to_string()
+        } else {
+            "check the file's permissions; vpn-ctl needs to read it".to_string()
+        };
+        Error {
+            diagnostics: vec![Diagnostic {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read the configuration: {e}"),
+                help: Some(help),
+            }],
+        }
+    }
+}
+
+impl From<Vec<Diagnostic>> for Error {
+    fn from(diagnostics: Vec<Diagnostic>) -> Error {
+        Error { diagnostics }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        if self.diagnostics.len() > 1 {
+            write!(
+                f,
+                "\n{} problems; nothing was applied",
+                self.diagnostics.len()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based_lines_and_character_columns() {
+        let text = "a = 1\r\nwan = \"Köln\" # x\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 4), (1, 5));
+        assert_eq!(line_column(text, 7), (2, 1));
+        // After "Köln" (ö is two bytes): `#` is the 14th character of its line.
+        assert_eq!(line_column(text, text.find('#').unwrap()), (2, 14));
+        // Inside a character: its start. Past the end: after the last line.
+        assert_eq!(line_column(text, text.find('ö').unwrap() + 1), (2, 9));
+        assert_eq!(line_column(text, 1000), (3, 1));
+    }
+
+    #[test]
+    fn rendering_with_and_without_a_place() {
+        let at = Diagnostic::at(Path::new("vpn.toml"), "x\ny = 1\n", 6, "bad", "fix it");
+        assert_eq!(at.to_string(), "vpn.toml:2:5: bad\n  help: fix it");
+        let nowhere = Error::unreadable(
+            Path::new("/etc/vpn-ctl/vpn.toml"),
+            &std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert_eq!(
+            nowhere.to_string(),
+            "/etc/vpn-ctl/vpn.toml: cannot read the configuration: entity not found\n  help: \
+             create it (see the README's example), or pass another file with --config"
+        );
+        let two = Error::from(vec![at.clone(), at]);
+        assert!(
+            two.to_string()
+                .ends_with("\n2 problems; nothing was applied")
+        );
+    }
+}

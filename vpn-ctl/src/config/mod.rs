@@ -1,0 +1,201 @@
+//! The declarative configuration: one TOML file (default `/etc/vpn-ctl/vpn.toml`).
+//!
+//! [`load`] reads the file, checks everything (syntax, unknown fields, keys, key files and
+//! their permissions, overlaps, clashes) before anything touches the kernel, and returns the
+//! validated model below, which the rest of vpn-ctl uses. Errors name the file, line and
+//! column and say what to do; all problems are reported at once.
+//!
+//! ```toml
+//! [router]
+//! wan = "eth0"                      # where VPN packets arrive
+//! lan = ["192.168.1.0/24"]          # networks behind the router (split-tunnel clients)
+//!
+//! [wireguard.wg0]
+//! private_key_file = "wg0.key"      # relative to this file's directory; mode 0600
+//! listen_port = 51820
+//! addresses = ["10.8.0.1/24", "fd08::1/64"]
+//! mtu = 1420                        # optional
+//! fwmark = 0x5182                   # optional
+//! public_endpoint = "home.example.org:51820"   # what clients dial (for `peer add`)
+//! client_dns = ["192.168.1.1"]      # DNS handed to clients by `peer add`
+//!
+//! [[wireguard.wg0.peers]]
+//! name = "phone"
+//! public_key = "base64..."
+//! preshared_key_file = "wg0-phone.psk"   # optional
+//! allowed_ips = ["10.8.0.2/32", "fd08::2/128"]
+//! endpoint = "peer.example.org:51820"    # optional; host may be a DNS name
+//! persistent_keepalive = 25              # optional, seconds
+//! route = true                           # route allowed IPs via wg0 (default true)
+//! ```
+//!
+//! Later sections (`[ipsec.*]`, `[daemon]`, `[firewall]`) sit beside these.
+
+mod error;
+mod file;
+mod validate;
+
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr, ToSocketAddrs as _},
+    path::{Path, PathBuf},
+};
+
+use ipnet::IpNet;
+
+pub use error::{Diagnostic, Error};
+
+use crate::key::{PublicKey, Secret};
+
+/// Where the configuration lives unless `--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/vpn-ctl/vpn.toml";
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::unreadable(path, &e))?;
+    parse(path, &text)
+}
+
+/// Validates configuration text as if read from `path` (relative key files are resolved
+/// against `path`'s directory and read from disk).
+pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
+    let raw = file::parse(path, text)?;
+    validate::validate(path, text, raw)
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub router: Router,
+    /// WireGuard interfaces, in file order.
+    pub wireguard: Vec<WgInterface>,
+}
+
+impl Config {
+    pub fn interface(&self, name: &str) -> Option<&WgInterface> {
+        self.wireguard.iter().find(|i| i.name == name)
+    }
+}
+
+/// `[router]`: the router's own ports and networks.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    /// The WAN interface, where VPN packets arrive.
+    pub wan: Option<String>,
+    /// Networks behind the router that VPN clients may reach.
+    pub lan: Vec<IpNet>,
+}
+
+/// `[wireguard.NAME]`: one WireGuard interface.
+#[derive(Debug, Clone)]
+pub struct WgInterface {
+    pub name: String,
+    pub private_key: Secret,
+    pub private_key_file: PathBuf,
+    pub listen_port: Option<u16>,
+    /// The interface's own addresses with their prefix length, e.g. `10.8.0.1/24`.
+    pub addresses: Vec<IpNet>,
+    pub mtu: Option<u32>,
+    pub fwmark: Option<u32>,
+    /// How clients reach this interface from the internet, for client configs.
+    pub public_endpoint: Option<Endpoint>,
+    /// DNS servers handed to clients in their configs.
+    pub client_dns: Vec<IpAddr>,
+    pub peers: Vec<Peer>,
+}
+
+impl WgInterface {
+    pub fn public_key(&self) -> PublicKey {
+        self.private_key.public_key()
+    }
+}
+
+/// `[[wireguard.NAME.peers]]`: one peer.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// A friendly name, unique on its interface.
+    pub name: String,
+    pub public_key: PublicKey,
+    pub preshared_key: Option<Secret>,
+    pub preshared_key_file: Option<PathBuf>,
+    pub allowed_ips: Vec<IpNet>,
+    pub endpoint: Option<Endpoint>,
+    /// Seconds; `None` is off.
+    pub persistent_keepalive: Option<u16>,
+    /// Whether `up` routes the allowed IPs through the interface (those not already covered
+    /// by the interface's own subnets).
+    pub route: bool,
+}
+
+/// `host:port`, where host is an address or a DNS name (`[v6]:port` for IPv6 literals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Resolves the host (a DNS lookup when it is a name); the first address wins, IPv4
+    /// first as wg(8) does.
+    pub fn resolve(&self) -> std::io::Result<SocketAddr> {
+        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port).to_socket_addrs()?.collect();
+        addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{} has no address", self.host),
+                )
+            })
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Endpoint, String> {
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| {
+            format!("{s:?} has no port: write host:port, e.g. vpn.example.org:51820")
+        })?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{port:?} in {s:?} is not a port number (1-65535)"))?;
+        if port == 0 {
+            return Err(format!(
+                "port 0 in {s:?}: use the peer's real port (1-65535)"
+            ));
+        }
+        let host = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            v6.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| format!("{v6:?} in {s:?} is not an IPv6 address"))?;
+            v6
+        } else if host.contains(':') {
+            return Err(format!(
+                "{s:?}: write IPv6 endpoints in brackets, e.g. [2001:db8::1]:51820"
+            ));
+        } else {
+            host
+        };
+        if host.is_empty() {
+            return Err(format!("{s:?} has no host"));
+        }
+        Ok(Endpoint {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}

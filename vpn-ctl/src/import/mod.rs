@@ -1,0 +1,961 @@
+//! `vpn-ctl import`: bring an existing WireGuard setup under vpn-ctl.
+//!
+//! Two sources, one result:
+//!
+//! - [`import_uci`] reads OpenWrt's `/etc/config/network` (what LuCI writes, and what
+//!   `uci show network` shows), see [`uci`];
+//! - [`import_wg_quick`] reads a wg-quick file such as `/etc/wireguard/wg0.conf`, see
+//!   [`wg_quick`].
+//!
+//! Both return an [`Imported`]: the WireGuard interfaces and peers with validated keys and
+//! addresses, plus notes on everything that has no vpn-ctl equivalent and was not carried
+//! over (other interfaces, PostUp scripts, disabled peers...). Nothing is dropped without a
+//! note. [`write`] then writes the vpn-ctl configuration and its key files into a directory:
+//!
+//! ```text
+//! vpn-ctl import uci /etc/config/network --out /etc/vpn-ctl
+//!   /etc/vpn-ctl/vpn.toml          the configuration, with where it came from in a comment
+//!   /etc/vpn-ctl/wg0.key           the interface's private key (mode 0600)
+//!   /etc/vpn-ctl/wg0-phone.psk     a peer's preshared key (mode 0600)
+//! ```
+//!
+//! Existing files are never overwritten.
+
+pub mod uci;
+pub mod wg_quick;
+
+use std::{
+    collections::HashSet,
+    fmt,
+    fs::{self, File, OpenOptions},
+    io::Write as _,
+    net::IpAddr,
+    os::unix::fs::OpenOptionsExt as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+use ipnet::IpNet;
+
+pub use uci::import_uci;
+pub use wg_quick::import_wg_quick;
+
+use crate::{
+    config::{Diagnostic, Endpoint},
+    key::{PublicKey, Secret},
+};
+
+/// What an importer found: WireGuard interfaces in vpn-ctl's terms, and notes on the rest.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The file it was read from.
+    pub source: PathBuf,
+    pub format: Format,
+    /// In file order.
+    pub interfaces: Vec<ImportedInterface>,
+    /// Everything not carried over, and every liberty taken (a generated key, a renamed
+    /// peer), one sentence each, with the source line.
+    pub notes: Vec<String>,
+}
+
+/// The kind of file an [`Imported`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenWrt's `/etc/config/network`.
+    Uci,
+    /// A wg-quick `.conf` file.
+    WgQuick,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Uci => "OpenWrt UCI",
+            Format::WgQuick => "wg-quick",
+        })
+    }
+}
+
+/// One WireGuard interface, as `[wireguard.NAME]` will describe it.
+#[derive(Debug, Clone)]
+pub struct ImportedInterface {
+    pub name: String,
+    /// The source line where the interface is defined.
+    pub line: usize,
+    pub private_key: Secret,
+    pub listen_port: Option<u16>,
+    pub addresses: Vec<IpNet>,
+    pub mtu: Option<u32>,
+    pub fwmark: Option<u32>,
+    pub peers: Vec<ImportedPeer>,
+}
+
+/// One peer, as `[[wireguard.NAME.peers]]` will describe it.
+#[derive(Debug, Clone)]
+pub struct ImportedPeer {
+    /// Unique on its interface, usable in a file name.
+    pub name: String,
+    /// The source line where the peer is defined.
+    pub line: usize,
+    pub public_key: PublicKey,
+    pub preshared_key: Option<Secret>,
+    pub allowed_ips: Vec<IpNet>,
+    pub endpoint: Option<Endpoint>,
+    pub persistent_keepalive: Option<u16>,
+    pub route: bool,
+}
+
+/// Why a file could not be imported, or the import could not be written: every problem
+/// found, each at its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        if self.diagnostics.len() > 1 {
+            write!(
+                f,
+                "\n{} problems; nothing was written",
+                self.diagnostics.len()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// What [`write`] wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The vpn-ctl configuration.
+    pub config: PathBuf,
+    /// Private and preshared key files, mode 0600.
+    pub key_files: Vec<PathBuf>,
+    /// The importer's notes (also in the configuration's header comment).
+    pub notes: Vec<String>,
+    /// What vpn-ctl's configuration check ([`crate::config::load`]) says about the written
+    /// configuration, `None` when it accepts it. An import translates what the source says;
+    /// problems the source already had (overlapping allowed IPs, an MTU too small for
+    /// IPv6...) show up here, to be fixed in the written file.
+    pub problems: Option<crate::config::Error>,
+}
+
+/// Writes `imported` into `out_dir` (created if missing): the configuration as
+/// `config_name` and one key file per private or preshared key (`IFACE.key`,
+/// `IFACE-PEER.psk`, mode 0600, referred to relative to the configuration).
+///
+/// Refuses, before writing anything, when one of those files exists already; if writing
+/// fails halfway, the files written so far are removed.
+pub fn write(imported: &Imported, out_dir: &Path, config_name: &str) -> anyhow::Result<Written> {
+    if config_name.is_empty() || config_name.contains('/') || config_name.starts_with('.') {
+        anyhow::bail!(
+            "{config_name:?} is not a file name: give the configuration's name alone, e.g. \
+             vpn.toml, and the directory separately"
+        );
+    }
+    let plan = Plan::new(imported);
+    let config = out_dir.join(config_name);
+
+    let existing: Vec<Diagnostic> = std::iter::once(config.clone())
+        .chain(plan.keys.iter().map(|(name, _)| out_dir.join(name)))
+        .filter(|p| p.symlink_metadata().is_ok())
+        .map(|p| Diagnostic {
+            file: p,
+            line: 0,
+            column: 0,
+            message: "exists already; vpn-ctl import does not overwrite files".to_string(),
+            help: Some(
+                "choose another output directory, or remove the file if it is not needed"
+                    .to_string(),
+            ),
+        })
+        .collect();
+    if !existing.is_empty() {
+        return Err(Error {
+            diagnostics: existing,
+        }
+        .into());
+    }
+
+    fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create the directory {}", out_dir.display()))?;
+
+    let toml = render(imported, &plan);
+    let mut created = Created(Vec::new());
+    for (name, secret) in &plan.keys {
+        let path = out_dir.join(name);
+        let contents = format!("{}\n", secret.expose_base64());
+        create_file(&path, 0o600, contents.as_bytes(), &mut created)?;
+    }
+    create_file(&config, 0o644, toml.as_bytes(), &mut created)?;
+
+    let key_files = created.0.drain(..).filter(|p| *p != config).collect();
+    let problems = crate::config::parse(&config, &toml).err();
+    Ok(Written {
+        config,
+        key_files,
+        notes: imported.notes.clone(),
+        problems,
+    })
+}
+
+/// Files written by one [`write`], removed again unless it succeeds.
+struct Created(Vec<PathBuf>);
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Creates `path` with `mode` (never replacing a file) and writes `contents` to disk.
+fn create_file(
+    path: &Path,
+    mode: u32,
+    contents: &[u8],
+    created: &mut Created,
+) -> anyhow::Result<()> {
+    let mut file: File = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    created.0.push(path.to_path_buf());
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The key files to write, named before anything is written.
+struct Plan<'a> {
+    /// File name (relative to the output directory) and key.
+    keys: Vec<(String, &'a Secret)>,
+    /// Per interface: its private key file name, and per peer its preshared key file name.
+    names: Vec<(String, Vec<Option<String>>)>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(imported: &'a Imported) -> Plan<'a> {
+        let mut taken = HashSet::new();
+        let mut unique = |stem: String, ext: &str| {
+            let mut name = format!("{stem}.{ext}");
+            let mut n = 2;
+            while !taken.insert(name.clone()) {
+                name = format!("{stem}-{n}.{ext}");
+                n += 1;
+            }
+            name
+        };
+        let mut keys = Vec::new();
+        let mut names = Vec::new();
+        for iface in &imported.interfaces {
+            let key_file = unique(iface.name.clone(), "key");
+            keys.push((key_file.clone(), &iface.private_key));
+            let psks = iface
+                .peers
+                .iter()
+                .map(|peer| {
+                    peer.preshared_key.as_ref().map(|psk| {
+                        let name = unique(format!("{}-{}", iface.name, peer.name), "psk");
+                        keys.push((name.clone(), psk));
+                        name
+                    })
+                })
+                .collect();
+            names.push((key_file, psks));
+        }
+        Plan { keys, names }
+    }
+}
+
+/// The configuration text: `[wireguard.NAME]` tables and their `[[...peers]]`, under a
+/// header comment that says where they came from and what was not carried over.
+fn render(imported: &Imported, plan: &Plan<'_>) -> String {
+    use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
+
+    let strings = |items: &mut dyn Iterator<Item = String>| -> Item {
+        Item::Value(toml_edit::Value::Array(items.collect::<Array>()))
+    };
+
+    let mut doc = DocumentMut::new();
+    doc.decor_mut().set_prefix(header(imported));
+    let mut wireguard = Table::new();
+    wireguard.set_implicit(true);
+    for (iface, (key_file, psk_files)) in imported.interfaces.iter().zip(&plan.names) {
+        let mut t = Table::new();
+        t.insert("private_key_file", value(key_file.as_str()));
+        if let Some(port) = iface.listen_port {
+            t.insert("listen_port", value(i64::from(port)));
+        }
+        t.insert(
+            "addresses",
+            strings(&mut iface.addresses.iter().map(IpNet::to_string)),
+        );
+        if let Some(mtu) = iface.mtu {
+            t.insert("mtu", value(i64::from(mtu)));
+        }
+        if let Some(fwmark) = iface.fwmark {
+            // Hexadecimal, as `wg show` prints it.
+            let hex: toml_edit::Value = format!("{fwmark:#x}").parse().expect("a TOML integer");
+            t.insert("fwmark", Item::Value(hex));
+        }
+        let mut peers = ArrayOfTables::new();
+        for (peer, psk_file) in iface.peers.iter().zip(psk_files) {
+            let mut p = Table::new();
+            p.insert("name", value(peer.name.as_str()));
+            p.insert("public_key", value(peer.public_key.to_base64()));
+            if let Some(psk_file) = psk_file {
+                p.insert("preshared_key_file", value(psk_file.as_str()));
+            }
+            p.insert(
+                "allowed_ips",
+                strings(&mut peer.allowed_ips.iter().map(IpNet::to_string)),
+            );
+            if let Some(endpoint) = &peer.endpoint {
+                p.insert("endpoint", value(endpoint.to_string()));
+            }
+            if let Some(keepalive) = peer.persistent_keepalive {
+                p.insert("persistent_keepalive", value(i64::from(keepalive)));
+            }
+            p.insert("route", value(peer.route));
+            peers.push(p);
+        }
+        if !peers.is_empty() {
+            t.insert("peers", Item::ArrayOfTables(peers));
+        }
+        wireguard.insert(&iface.name, Item::Table(t));
+    }
+    doc.insert("wireguard", Item::Table(wireguard));
+    doc.to_string()
+}
+
+/// Where the header's notes wrap.
+const HEADER_WIDTH: usize = 92;
+
+fn header(imported: &Imported) -> String {
+    let mut h = format!(
+        "# vpn-ctl configuration, imported from {} ({} format) by `vpn-ctl import`.\n\
+         # The keys are in the files named by private_key_file and preshared_key_file,\n\
+         # next to this file (mode 0600).\n",
+        imported.source.display(),
+        imported.format,
+    );
+    if !imported.notes.is_empty() {
+        h.push_str("#\n# Import notes:\n");
+        for note in &imported.notes {
+            // A note may quote a multi-line value; every line stays a comment.
+            let note: String = note
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            let mut line = String::from("# -");
+            for word in note.split(' ').filter(|w| !w.is_empty()) {
+                if line.len() + 1 + word.len() > HEADER_WIDTH && line.len() > 4 {
+                    h.push_str(&line);
+                    h.push('\n');
+                    line = String::from("#  ");
+                }
+                line.push(' ');
+                line.push_str(word);
+            }
+            h.push_str(&line);
+            h.push('\n');
+        }
+    }
+    h.push('\n');
+    h
+}
+
+/// Collects diagnostics for one source file.
+struct Problems<'a> {
+    file: &'a Path,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl<'a> Problems<'a> {
+    fn new(file: &'a Path) -> Problems<'a> {
+        Problems {
+            file,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, line: usize, column: usize, message: String, help: Option<&str>) {
+        self.diagnostics.push(Diagnostic {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message,
+            help: help.map(str::to_string),
+        });
+    }
+
+    /// `Ok(value)` when no problem was found.
+    fn finish<T>(self, value: T) -> Result<T, Error> {
+        if self.diagnostics.is_empty() {
+            Ok(value)
+        } else {
+            Err(Error {
+                diagnostics: self.diagnostics,
+            })
+        }
+    }
+}
+
+/// What to write about a key that does not parse.
+const KEY_HELP: &str = "copy the key again from its source; `wg show` prints the public keys \
+                        in use, and `wg pubkey` computes one from a private key";
+
+/// An address or network as `ip` and `wg` accept it: `10.8.0.1/24`, or a bare address,
+/// which stands for itself (`/32`, `/128`).
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    let invalid =
+        || format!("{s:?} is not an IP address or network (e.g. 10.8.0.2/32 or fd08::2/128)");
+    // std's address parser, as strict as inet_pton(3): no `10.0.0.03`.
+    let (addr, prefix) = match s.split_once('/') {
+        Some((addr, prefix)) => (addr, Some(prefix)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| invalid())?;
+    match prefix {
+        None => Ok(IpNet::from(addr)),
+        Some(prefix) => prefix
+            .parse::<u8>()
+            .ok()
+            .and_then(|len| IpNet::new(addr, len).ok())
+            .ok_or_else(invalid),
+    }
+}
+
+/// A firewall mark as wg(8) accepts it: decimal, `0x` hexadecimal, or `off` (also 0).
+fn parse_fwmark(s: &str) -> Result<Option<u32>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let mark = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    }
+    .map_err(|_| {
+        format!("{s:?} is not a firewall mark (a number such as 51820 or 0xca6c, or off)")
+    })?;
+    Ok((mark != 0).then_some(mark))
+}
+
+/// A persistent keepalive as wg(8) accepts it: seconds, or `off` (also 0).
+fn parse_keepalive(s: &str) -> Result<Option<u16>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let secs: u16 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a keepalive interval (seconds, 1-65535, or off)"))?;
+    Ok((secs != 0).then_some(secs))
+}
+
+/// A UDP port other than 0.
+fn parse_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("{s:?} is not a UDP port (1-65535)")),
+        Ok(port) => Ok(port),
+    }
+}
+
+/// Checks an endpoint's host: an IP address or a DNS name.
+fn check_host(host: &str) -> Result<(), String> {
+    if host.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let is_name = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if is_name {
+        Ok(())
+    } else {
+        Err(format!("{host:?} is not an IP address or a DNS name"))
+    }
+}
+
+/// Whether `name` can name a Linux network interface, by wg-quick's rule.
+fn is_interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_=+.-".contains(c))
+}
+
+/// Allowed IPs as wg(8) keeps them: host bits cleared (`10.8.0.5/24` is `10.8.0.0/24`).
+fn allowed_ip(net: IpNet, line: usize, notes: &mut Vec<String>) -> IpNet {
+    let trunc = net.trunc();
+    if trunc != net {
+        notes.push(format!(
+            "line {line}: allowed IP {net} has host bits set; written as {trunc}, which is what \
+             WireGuard uses"
+        ));
+    }
+    trunc
+}
+
+/// A peer's name from what the source calls it, if anything: letters, digits, `.`, `_`
+/// and `-`, so it can be part of a file name; other characters become `-`.
+fn sanitize_name(raw: &str) -> String {
+    let mut name = String::new();
+    for c in raw.trim().chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' {
+            name.push(c);
+        } else if !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    name.trim_matches(|c| c == '-' || c == '.')
+        .chars()
+        .take(64)
+        .collect()
+}
+
+/// Gives every peer of `iface` a unique, file-name-safe name: the source's name (in
+/// `hints`, one per peer) when it has one, else `peerN` for the Nth peer.
+fn settle_peer_names(
+    iface: &mut ImportedInterface,
+    hints: &[Option<String>],
+    notes: &mut Vec<String>,
+) {
+    let mut taken = HashSet::new();
+    for (i, (peer, hint)) in iface.peers.iter_mut().zip(hints).enumerate() {
+        let base = match hint {
+            Some(raw) => {
+                let clean = sanitize_name(raw);
+                if clean.is_empty() {
+                    notes.push(format!(
+                        "line {}: peer name {raw:?} has no usable characters; named peer{}",
+                        peer.line,
+                        i + 1
+                    ));
+                } else if clean != *raw {
+                    notes.push(format!(
+                        "line {}: peer {raw:?} is named {clean:?} (letters, digits, '.', '_' and \
+                         '-' only, as it is part of a file name)",
+                        peer.line
+                    ));
+                }
+                clean
+            }
+            None => String::new(),
+        };
+        let base = if base.is_empty() {
+            format!("peer{}", i + 1)
+        } else {
+            base
+        };
+        let mut name = base.clone();
+        let mut n = 2;
+        while !taken.insert(name.clone()) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        if name != base {
+            notes.push(format!(
+                "line {}: a second peer is called {base:?}; this one is named {name:?}",
+                peer.line
+            ));
+        }
+        peer.name = name;
+    }
+}
+
+/// Two peers of one interface with the same public key are one peer to WireGuard.
+fn check_duplicate_peers(iface: &ImportedInterface, problems: &mut Problems<'_>) {
+    for (i, peer) in iface.peers.iter().enumerate() {
+        if let Some(first) = iface.peers[..i]
+            .iter()
+            .find(|p| p.public_key == peer.public_key)
+        {
+            problems.push(
+                peer.line,
+                0,
+                format!(
+                    "this peer of {} has the same public key as the peer at line {}",
+                    iface.name, first.line
+                ),
+                Some("remove one of them; WireGuard would merge them into one peer"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    /// Two interfaces with what each key file needs.
+    fn sample() -> Imported {
+        let peer = |name: &str, psk: bool, ip: &str| ImportedPeer {
+            name: name.to_string(),
+            line: 0,
+            public_key: Secret::generate_private().public_key(),
+            preshared_key: psk.then(Secret::generate_preshared),
+            allowed_ips: vec![ip.parse().unwrap()],
+            endpoint: None,
+            persistent_keepalive: None,
+            route: true,
+        };
+        Imported {
+            source: PathBuf::from("/etc/config/network"),
+            format: Format::Uci,
+            interfaces: vec![
+                ImportedInterface {
+                    name: "wg0".to_string(),
+                    line: 1,
+                    private_key: Secret::generate_private(),
+                    listen_port: Some(51820),
+                    addresses: vec!["10.8.0.1/24".parse().unwrap()],
+                    mtu: Some(1420),
+                    fwmark: Some(0x5182),
+                    peers: vec![
+                        peer("phone", true, "10.8.0.2/32"),
+                        peer("laptop", false, "10.8.0.3/32"),
+                    ],
+                },
+                ImportedInterface {
+                    name: "wg1".to_string(),
+                    line: 20,
+                    private_key: Secret::generate_private(),
+                    listen_port: None,
+                    addresses: vec!["10.9.0.1/24".parse().unwrap()],
+                    mtu: None,
+                    fwmark: None,
+                    peers: vec![],
+                },
+            ],
+            notes: vec!["not carried over: line 3: option ip6prefix 'fd00::/48'".to_string()],
+        }
+    }
+
+    #[test]
+    fn write_creates_the_config_and_key_files_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let imported = sample();
+        let written = write(&imported, dir.path(), "vpn.toml").unwrap();
+
+        assert_eq!(written.config, dir.path().join("vpn.toml"));
+        let names: Vec<_> = written
+            .key_files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["wg0.key", "wg0-phone.psk", "wg1.key"]);
+        for file in &written.key_files {
+            let mode = fs::metadata(file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+        let key = fs::read_to_string(dir.path().join("wg0.key")).unwrap();
+        assert_eq!(
+            key.trim_end().parse::<Secret>().unwrap(),
+            imported.interfaces[0].private_key
+        );
+        let psk = fs::read_to_string(dir.path().join("wg0-phone.psk")).unwrap();
+        assert_eq!(
+            Some(psk.trim_end().parse::<Secret>().unwrap()),
+            imported.interfaces[0].peers[0].preshared_key
+        );
+        assert_eq!(written.notes, imported.notes);
+        assert_eq!(written.problems, None);
+    }
+
+    #[test]
+    fn write_reports_what_the_configuration_check_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut imported = sample();
+        let phone = imported.interfaces[0].peers[0].allowed_ips.clone();
+        imported.interfaces[0].peers[1].allowed_ips = phone;
+        let written = write(&imported, dir.path(), "vpn.toml").unwrap();
+        let problems = written
+            .problems
+            .expect("overlapping allowed IPs are refused");
+        assert!(problems.to_string().contains("overlaps"), "{problems}");
+        // Written all the same, to be fixed in place.
+        assert!(written.config.exists());
+    }
+
+    #[test]
+    fn written_toml_is_laid_out_for_people() {
+        let dir = tempfile::tempdir().unwrap();
+        let imported = sample();
+        let written = write(&imported, dir.path(), "vpn.toml").unwrap();
+        let text = fs::read_to_string(&written.config).unwrap();
+        let phone = imported.interfaces[0].peers[0].public_key.to_base64();
+        let laptop = imported.interfaces[0].peers[1].public_key.to_base64();
+        let expected = format!(
+            "# vpn-ctl configuration, imported from /etc/config/network (OpenWrt UCI format) by `vpn-ctl import`.
+# The keys are in the files named by private_key_file and preshared_key_file,
+# next to this file (mode 0600).
+#
+# Import notes:
+# - not carried over: line 3: option ip6prefix 'fd00::/48'
+
+[wireguard.wg0]
+private_key_file = \"wg0.key\"
+listen_port = 51820
+addresses = [\"10.8.0.1/24\"]
+mtu = 1420
+fwmark = 0x5182
+
+[[wireguard.wg0.peers]]
+name = \"phone\"
+public_key = \"{phone}\"
+preshared_key_file = \"wg0-phone.psk\"
+allowed_ips = [\"10.8.0.2/32\"]
+route = true
+
+[[wireguard.wg0.peers]]
+name = \"laptop\"
+public_key = \"{laptop}\"
+allowed_ips = [\"10.8.0.3/32\"]
+route = true
+
+[wireguard.wg1]
+private_key_file = \"wg1.key\"
+addresses = [\"10.9.0.1/24\"]
+"
+        );
+        assert_eq!(text, expected);
+    }
+
+    /// `config::parse` reads what `write` wrote back into the same interfaces and peers.
+    fn assert_reads_back(imported: &Imported) {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(imported, dir.path(), "vpn.toml").unwrap();
+        let text = fs::read_to_string(&written.config).unwrap();
+        let config = crate::config::parse(&written.config, &text)
+            .unwrap_or_else(|e| panic!("{e}\n--- the written configuration:\n{text}"));
+
+        let names: Vec<_> = config.wireguard.iter().map(|i| i.name.as_str()).collect();
+        let expected: Vec<_> = imported
+            .interfaces
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(names, expected);
+        for (got, want) in config.wireguard.iter().zip(&imported.interfaces) {
+            assert_eq!(got.private_key, want.private_key, "{}", want.name);
+            assert_eq!(got.listen_port, want.listen_port);
+            assert_eq!(got.addresses, want.addresses);
+            assert_eq!((got.mtu, got.fwmark), (want.mtu, want.fwmark));
+            assert_eq!(got.peers.len(), want.peers.len());
+            for (got, want) in got.peers.iter().zip(&want.peers) {
+                assert_eq!(got.name, want.name);
+                assert_eq!(got.public_key, want.public_key, "{}", want.name);
+                assert_eq!(got.preshared_key, want.preshared_key, "{}", want.name);
+                assert_eq!(got.allowed_ips, want.allowed_ips);
+                assert_eq!(got.endpoint, want.endpoint);
+                assert_eq!(got.persistent_keepalive, want.persistent_keepalive);
+                assert_eq!(got.route, want.route, "{}", want.name);
+            }
+        }
+    }
+
+    #[test]
+    fn written_config_reads_back_with_the_same_keys_and_addresses() {
+        let mut imported = sample();
+        let phone = &mut imported.interfaces[0].peers[0];
+        phone.endpoint = Some("phone.example.org:51820".parse().unwrap());
+        phone.persistent_keepalive = Some(25);
+        imported.interfaces[0].peers[1].route = false;
+        imported.interfaces[0].peers[1].endpoint = Some("[2001:db8::3]:51821".parse().unwrap());
+        assert_reads_back(&imported);
+    }
+
+    #[test]
+    fn imported_files_read_back_with_the_same_keys_and_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let network = dir.path().join("network");
+        let secret = || Secret::generate_private().expose_base64();
+        fs::write(
+            &network,
+            format!(
+                "config interface 'lan'\n\toption proto 'static'\n\n\
+                 config interface 'wg0'\n\toption proto 'wireguard'\n\
+                 \toption private_key '{}'\n\toption listen_port '51820'\n\
+                 \tlist addresses '10.8.0.1/24'\n\tlist addresses 'fd08::1/64'\n\n\
+                 config wireguard_wg0\n\toption description 'phone'\n\
+                 \toption public_key '{}'\n\toption preshared_key '{}'\n\
+                 \tlist allowed_ips '10.8.0.2/32'\n\toption route_allowed_ips '1'\n",
+                secret(),
+                secret(),
+                secret()
+            ),
+        )
+        .unwrap();
+        assert_reads_back(&import_uci(&network).unwrap());
+
+        let conf = dir.path().join("wg1.conf");
+        fs::write(
+            &conf,
+            format!(
+                "[Interface]\nPrivateKey = {}\nAddress = 10.9.0.2/24\nMTU = 1380\n\
+                 PostUp = logger up\n\n[Peer]\nPublicKey = {}\nPresharedKey = {}\n\
+                 AllowedIPs = 10.9.0.0/24\nEndpoint = vpn.example.org:51820\n\
+                 PersistentKeepalive = 25\n",
+                secret(),
+                secret(),
+                secret()
+            ),
+        )
+        .unwrap();
+        assert_reads_back(&import_wg_quick(&conf, None).unwrap());
+    }
+
+    #[test]
+    fn write_refuses_to_overwrite_and_names_every_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("vpn.toml"), "# mine\n").unwrap();
+        fs::write(dir.path().join("wg0-phone.psk"), "mine\n").unwrap();
+
+        let err = write(&sample(), dir.path(), "vpn.toml").unwrap_err();
+        let err = err.downcast::<Error>().unwrap();
+        let files: Vec<_> = err.diagnostics.iter().map(|d| d.file.clone()).collect();
+        assert_eq!(
+            files,
+            [
+                dir.path().join("vpn.toml"),
+                dir.path().join("wg0-phone.psk")
+            ]
+        );
+        assert!(
+            err.to_string().contains("choose another output directory"),
+            "{err}"
+        );
+        // Nothing was written, and what was there is untouched.
+        assert!(!dir.path().join("wg0.key").exists());
+        assert_eq!(
+            fs::read_to_string(dir.path().join("vpn.toml")).unwrap(),
+            "# mine\n"
+        );
+    }
+
+    #[test]
+    fn write_creates_a_missing_output_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("etc/vpn-ctl");
+        let written = write(&sample(), &out, "vpn.toml").unwrap();
+        assert!(written.config.starts_with(&out));
+        assert!(out.join("wg1.key").exists());
+    }
+
+    #[test]
+    fn long_and_multi_line_notes_stay_wrapped_comments() {
+        let mut imported = sample();
+        imported.notes = vec![format!(
+            "not carried over: line 7: option description 'first line\nsecond line' {}",
+            "and many more words ".repeat(10)
+        )];
+        let header = header(&imported);
+        let lines: Vec<_> = header.lines().collect();
+        assert!(
+            lines[..lines.len() - 1].iter().all(|l| l.starts_with('#')),
+            "{header}"
+        );
+        assert!(
+            lines[1..].iter().all(|l| l.len() <= HEADER_WIDTH),
+            "{header}"
+        );
+        assert!(header.contains("'first line second line'"), "{header}");
+        assert_eq!(header.matches("# - ").count(), 1, "{header}");
+    }
+
+    #[test]
+    fn write_refuses_a_config_name_with_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write(&sample(), dir.path(), "sub/vpn.toml").unwrap_err();
+        assert!(err.to_string().contains("not a file name"), "{err}");
+    }
+
+    #[test]
+    fn colliding_key_file_names_are_made_unique() {
+        let mut imported = sample();
+        // wg0 + peer "x-y" and interface "wg0-x" + peer "y" both make "wg0-x-y.psk".
+        imported.interfaces[0].peers[0].name = "x-y".to_string();
+        imported.interfaces[1].name = "wg0-x".to_string();
+        imported.interfaces[1].peers = vec![ImportedPeer {
+            name: "y".to_string(),
+            ..imported.interfaces[0].peers[0].clone()
+        }];
+        let plan = Plan::new(&imported);
+        let names: Vec<_> = plan.keys.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["wg0.key", "wg0-x-y.psk", "wg0-x.key", "wg0-x-y-2.psk"]
+        );
+    }
+
+    #[test]
+    fn peer_names_are_sanitized_unique_and_default_to_their_position() {
+        let mut iface = sample().interfaces.remove(0);
+        let template = iface.peers[0].clone();
+        iface.peers = vec![template.clone(); 5];
+        let hints = [
+            Some("Dad's phone".to_string()),
+            None,
+            Some("laptop".to_string()),
+            Some("laptop".to_string()),
+            Some("***".to_string()),
+        ];
+        let mut notes = Vec::new();
+        settle_peer_names(&mut iface, &hints, &mut notes);
+        let names: Vec<_> = iface.peers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["Dad-s-phone", "peer2", "laptop", "laptop-2", "peer5"]
+        );
+        assert_eq!(notes.len(), 3, "{notes:#?}");
+    }
+
+    #[test]
+    fn values_parse_as_wg_accepts_them() {
+        assert_eq!(
+            parse_net("10.8.0.2").unwrap(),
+            "10.8.0.2/32".parse::<IpNet>().unwrap()
+        );
+        assert_eq!(
+            parse_net("fd08::2").unwrap(),
+            "fd08::2/128".parse::<IpNet>().unwrap()
+        );
+        assert!(parse_net("10.0.0.03/32").is_err());
+        assert_eq!(parse_fwmark("0xca6c"), Ok(Some(0xca6c)));
+        assert_eq!(parse_fwmark("51820"), Ok(Some(51820)));
+        assert_eq!(parse_fwmark("off"), Ok(None));
+        assert_eq!(parse_fwmark("0"), Ok(None));
+        assert!(parse_fwmark("mark").is_err());
+        assert_eq!(parse_keepalive("25"), Ok(Some(25)));
+        assert_eq!(parse_keepalive("off"), Ok(None));
+        assert!(parse_port("0").is_err());
+        assert!(parse_port("65536").is_err());
+        assert!(check_host("vpn.example.org").is_ok());
+        assert!(check_host("2001:db8::1").is_ok());
+        assert!(check_host("your_publicIP_or name").is_err());
+        assert!(is_interface_name("wg0"));
+        assert!(!is_interface_name("a-name-longer-than-15"));
+        assert!(!is_interface_name("wg/0"));
+    }
+}

@@ -1,0 +1,186 @@
+//! WireGuard keys: 32 bytes, written as 44 characters of standard base64, the same forms `wg
+//! genkey`, `wg pubkey` and `wg genpsk` use, so keys made by either tool work in the other.
+//!
+//! Private and preshared keys are secrets: their `Debug` is redacted and they are only shown
+//! through [`Secret::expose_base64`].
+
+use std::{fmt, str::FromStr};
+
+use wireguard_control::Key;
+
+/// Why a string is not a WireGuard key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidKey;
+
+impl fmt::Display for InvalidKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "not a WireGuard key: expected 44 characters of base64 encoding 32 bytes \
+             (as printed by `vpn-ctl genkey` or `wg genkey`)",
+        )
+    }
+}
+
+impl std::error::Error for InvalidKey {}
+
+fn parse(s: &str) -> Result<Key, InvalidKey> {
+    let s = s.trim();
+    if s.len() != 44 {
+        return Err(InvalidKey);
+    }
+    Key::from_base64(s).map_err(|_| InvalidKey)
+}
+
+/// A public key: not secret, shown and compared freely.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey([u8; 32]);
+
+impl PublicKey {
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn to_base64(&self) -> String {
+        Key(self.0).to_base64()
+    }
+
+    pub(crate) fn to_wg(&self) -> Key {
+        Key(self.0)
+    }
+
+    pub(crate) fn from_wg(key: &Key) -> PublicKey {
+        PublicKey(key.0)
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = InvalidKey;
+    fn from_str(s: &str) -> Result<Self, InvalidKey> {
+        parse(s).map(|k| PublicKey(k.0))
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_base64())
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.to_base64())
+    }
+}
+
+/// 32 secret bytes: a private key or a preshared key. `Debug` never shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret([u8; 32]);
+
+impl Secret {
+    /// A new private key (clamped, as `wg genkey` makes them).
+    pub fn generate_private() -> Secret {
+        Secret(Key::generate_private().0)
+    }
+
+    /// A new preshared key (32 random bytes, as `wg genpsk` makes them).
+    pub fn generate_preshared() -> Secret {
+        Secret(Key::generate_preshared().0)
+    }
+
+    /// The public key of this private key (Curve25519), as `wg pubkey` computes it.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(Key(self.0).get_public().0)
+    }
+
+    /// The base64 form, for writing a key file or a client config.
+    pub fn expose_base64(&self) -> String {
+        Key(self.0).to_base64()
+    }
+
+    pub(crate) fn to_wg(&self) -> Key {
+        Key(self.0)
+    }
+
+    pub(crate) fn from_wg(key: &Key) -> Secret {
+        Secret(key.0)
+    }
+}
+
+impl FromStr for Secret {
+    type Err = InvalidKey;
+    fn from_str(s: &str) -> Result<Self, InvalidKey> {
+        parse(s).map(|k| Secret(k.0))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        // Best effort: overwrite the bytes before the memory is reused.
+        for b in &mut self.0 {
+            // SAFETY: a valid, aligned, exclusive reference to a byte.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_secret_shows_no_key_material() {
+        let secret = Secret::generate_private();
+        let debug = format!("{secret:?}");
+        assert!(!debug.contains(&secret.expose_base64()));
+        assert_eq!(debug, "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn keys_round_trip_through_base64() {
+        let secret = Secret::generate_private();
+        let again: Secret = secret.expose_base64().parse().unwrap();
+        assert_eq!(again, secret);
+        let public = secret.public_key();
+        assert_eq!(public.to_base64().parse::<PublicKey>().unwrap(), public);
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        for bad in [
+            "",
+            "abc",
+            "not base64 at all, but 44 characters long!!",
+            // 43 characters: one missing.
+            "YAnz6N7eLtwMXw9JOuZUy0ohmrhCoQeZQXbaMFoc6mE",
+        ] {
+            assert_eq!(bad.parse::<PublicKey>(), Err(InvalidKey), "{bad:?}");
+        }
+    }
+
+    /// RFC 7748 §6.1: Alice's private key and its public key.
+    #[test]
+    fn public_key_is_curve25519_of_the_private_key() {
+        let private = Secret(
+            hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+                .try_into()
+                .unwrap(),
+        );
+        assert_eq!(
+            private.public_key().as_bytes().to_vec(),
+            hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+        );
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+}
