@@ -84,6 +84,9 @@ pub struct Options {
     /// Run only these test binaries (integration-test names such as `kernel_smoke`).
     #[arg(long = "test", value_name = "NAME")]
     pub tests: Vec<String>,
+    /// Run this benchmark of vpn-ctl (e.g. `wireguard`) instead of the tests.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tests", "expect_failure"])]
+    pub bench: Option<String>,
     /// Self-check: run only the deliberately failing test and succeed only if the guest
     /// reports a test failure.
     #[arg(long)]
@@ -99,6 +102,7 @@ impl Default for Options {
             timeout: DEFAULT_TIMEOUT,
             memory: DEFAULT_MEMORY,
             tests: Vec::new(),
+            bench: None,
             expect_failure: false,
             test_args: Vec::new(),
         }
@@ -155,8 +159,10 @@ impl Kernel {
 pub fn run(workspace: &Path, options: &Options) -> anyhow::Result<()> {
     let cache = workspace.join("target/guest");
     let kernel = kernel(&cache.join("kernel"))?;
-    let binaries = build_tests(workspace)?;
-    let (binaries, args, expected) = if options.expect_failure {
+    let binaries = build_tests(workspace, options.bench.as_deref())?;
+    let (binaries, args, expected) = if options.bench.is_some() {
+        (binaries, vec!["--bench".to_string()], PASSED)
+    } else if options.expect_failure {
         let failing: Vec<TestBinary> = binaries
             .into_iter()
             .filter(|b| b.name == FAILING_TEST.0)
@@ -194,7 +200,7 @@ pub fn run(workspace: &Path, options: &Options) -> anyhow::Result<()> {
     );
     match (outcome.status, expected) {
         (s, e) if s == e && e == PASSED => {
-            eprintln!("xtask guest: all guest tests passed");
+            eprintln!("xtask guest: all guest binaries passed");
             Ok(())
         }
         (s, e) if s == e => {
@@ -277,20 +283,23 @@ fn kernel_package() -> anyhow::Result<String> {
 }
 
 /// Builds the suite's integration-test binaries (`cargo test --no-run`) and lists them.
-fn build_tests(workspace: &Path) -> anyhow::Result<Vec<TestBinary>> {
+fn build_tests(workspace: &Path, bench: Option<&str>) -> anyhow::Result<Vec<TestBinary>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args([
-        "test",
-        "--locked",
-        "--no-run",
-        "--tests",
-        "--message-format=json",
-    ])
-    .current_dir(workspace)
-    .stderr(Stdio::inherit());
-    for p in SUITE_PACKAGES {
-        cmd.args(["-p", p]);
+    match bench {
+        // `cargo bench --no-run -p vpn-ctl --bench NAME`
+        Some(name) => cmd.args([
+            "bench", "--locked", "--no-run", "-p", "vpn-ctl", "--bench", name,
+        ]),
+        None => cmd.args(["test", "--locked", "--no-run", "--tests"]),
+    };
+    cmd.arg("--message-format=json")
+        .current_dir(workspace)
+        .stderr(Stdio::inherit());
+    if bench.is_none() {
+        for p in SUITE_PACKAGES {
+            cmd.args(["-p", p]);
+        }
     }
     let out = cmd.output().context("running cargo test --no-run")?;
     ensure!(out.status.success(), "building the test binaries failed");
@@ -299,8 +308,9 @@ fn build_tests(workspace: &Path) -> anyhow::Result<Vec<TestBinary>> {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
+        let kind = if bench.is_some() { "bench" } else { "test" };
         let is_integration_test =
-            msg["reason"] == "compiler-artifact" && msg["target"]["kind"][0] == "test";
+            msg["reason"] == "compiler-artifact" && msg["target"]["kind"][0] == kind;
         let (Some(executable), Some(name), Some(manifest)) = (
             msg["executable"].as_str(),
             msg["target"]["name"].as_str(),

@@ -39,7 +39,8 @@ enum Task {
     /// booting Debian's kernel, which has kernel WireGuard and ESP (needs root).
     Guest(guest::Options),
     /// Install the prerequisites, then print the XDP classifier's per-packet cost next to an
-    /// empty XDP program's (BPF_PROG_TEST_RUN; needs root).
+    /// empty XDP program's (BPF_PROG_TEST_RUN), and `vpn-ctl up` at 1,000 and 10,000 peers
+    /// next to `wg setconf` in the QEMU guest (needs root).
     Bench,
     /// Install the prerequisites, build vpn-ctl, and show `vpn-ctl diag` at work on a small
     /// network of namespaces (needs root; leaves nothing behind).
@@ -84,6 +85,13 @@ fn run(task: Task) -> anyhow::Result<()> {
             cargo(
                 &["bench", "--locked", "-p", "vpn-ctl", "--bench", "xdp"],
                 &[],
+            )?;
+            guest::run(
+                &workspace_root(),
+                &guest::Options {
+                    bench: Some("wireguard".into()),
+                    ..guest::Options::default()
+                },
             )
         }
         Task::Demo => {

@@ -45,6 +45,9 @@ pub struct ObservedDevice {
 pub struct ObservedPeer {
     pub public_key: PublicKey,
     pub preshared_key: Option<Secret>,
+    /// A preshared key is set but the implementation does not show it (userspace): only
+    /// its presence can be compared.
+    pub preshared_key_hidden: bool,
     pub endpoint: Option<SocketAddr>,
     pub persistent_keepalive: Option<u16>,
     pub allowed_ips: Vec<IpNet>,
@@ -251,6 +254,7 @@ mod tests {
                 .map(|p| ObservedPeer {
                     public_key: p.public_key.clone(),
                     preshared_key: p.preshared_key.clone(),
+                    preshared_key_hidden: false,
                     endpoint: p.endpoint,
                     persistent_keepalive: p.persistent_keepalive,
                     allowed_ips: p.allowed_ips.clone(),

@@ -51,13 +51,6 @@ pub enum Backend {
 }
 
 impl Backend {
-    fn wg(self) -> WgBackend {
-        match self {
-            Backend::Kernel => WgBackend::Kernel,
-            Backend::Userspace => WgBackend::Userspace,
-        }
-    }
-
     /// The backend of an existing link: kernel WireGuard links have kind `wireguard`, the
     /// userspace implementation runs on a TUN device.
     fn of(link: &Interface) -> Backend {
@@ -132,7 +125,7 @@ async fn up_interface(
     let observed = observe(name, backend)?;
     let plan = diff::diff(&desired, Some(&observed));
     if !plan.is_empty() {
-        apply(name, backend, &plan)?;
+        apply(name, backend, &plan, &desired)?;
         for line in plan.describe() {
             report.note(name, line);
         }
@@ -346,9 +339,41 @@ fn interface_name(name: &str) -> anyhow::Result<InterfaceName> {
 
 /// Reads a device (`wg show NAME dump`).
 pub fn observe(name: &str, backend: Backend) -> anyhow::Result<ObservedDevice> {
-    let device = Device::get(&interface_name(name)?, backend.wg())
-        .with_context(|| format!("reading WireGuard device {name} failed"))?;
-    Ok(observed_from(&device))
+    match backend {
+        Backend::Kernel => {
+            let device = Device::get(&interface_name(name)?, WgBackend::Kernel)
+                .with_context(|| format!("reading WireGuard device {name} failed"))?;
+            Ok(observed_from(&device))
+        }
+        Backend::Userspace => Ok(observed_from_uapi(&crate::userspace::get(name)?)),
+    }
+}
+
+/// The userspace device's answer. It never reads keys back: the private key shows as its
+/// public key, a preshared key only as present.
+fn observed_from_uapi(state: &crate::userspace::DeviceState) -> ObservedDevice {
+    let now = SystemTime::now();
+    ObservedDevice {
+        private_key: None,
+        public_key: state.public_key.clone(),
+        listen_port: state.listen_port,
+        fwmark: state.fwmark,
+        peers: state
+            .peers
+            .iter()
+            .map(|p| ObservedPeer {
+                public_key: p.public_key.clone(),
+                preshared_key: None,
+                preshared_key_hidden: p.has_preshared_key,
+                endpoint: p.endpoint,
+                persistent_keepalive: p.persistent_keepalive,
+                allowed_ips: p.allowed_ips.clone(),
+                last_handshake: p.since_last_handshake.and_then(|d| now.checked_sub(d)),
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+            })
+            .collect(),
+    }
 }
 
 fn nonzero(key: &Option<wireguard_control::Key>) -> Option<&wireguard_control::Key> {
@@ -367,6 +392,7 @@ fn observed_from(device: &Device) -> ObservedDevice {
             .map(|p| ObservedPeer {
                 public_key: PublicKey::from_wg(&p.config.public_key),
                 preshared_key: nonzero(&p.config.preshared_key).map(Secret::from_wg),
+                preshared_key_hidden: false,
                 endpoint: p.config.endpoint,
                 persistent_keepalive: p.config.persistent_keepalive_interval.filter(|&k| k != 0),
                 allowed_ips: p
@@ -383,8 +409,16 @@ fn observed_from(device: &Device) -> ObservedDevice {
     }
 }
 
-/// Sends a plan in as few messages as fit (`wg set NAME ...`).
-fn apply(name: &str, backend: Backend, plan: &DevicePlan) -> anyhow::Result<()> {
+/// Sends a plan (`wg set NAME ...`): to the kernel in as few messages as fit, to the
+/// userspace device over its UAPI socket.
+fn apply(name: &str, backend: Backend, plan: &DevicePlan, desired: &DesiredDevice) -> anyhow::Result<()> {
+    match backend {
+        Backend::Kernel => apply_kernel(name, plan),
+        Backend::Userspace => apply_uapi(name, plan, desired),
+    }
+}
+
+fn apply_kernel(name: &str, plan: &DevicePlan) -> anyhow::Result<()> {
     let mut update = DeviceUpdate::new();
     if let Some(key) = &plan.private_key {
         update = update.set_private_key(key.to_wg());
@@ -398,8 +432,57 @@ fn apply(name: &str, backend: Backend, plan: &DevicePlan) -> anyhow::Result<()> 
     let peers: Vec<PeerConfigBuilder> = plan.peers.iter().map(peer_update).collect();
     update = update.add_peers(&peers);
     update
-        .apply(&interface_name(name)?, backend.wg())
+        .apply(&interface_name(name)?, WgBackend::Kernel)
         .with_context(|| format!("configuring WireGuard device {name} failed"))
+}
+
+/// boringtun cannot change an existing peer in place (it panics), so a changed peer is
+/// removed and added again in full: its session restarts with its next packet.
+fn apply_uapi(name: &str, plan: &DevicePlan, desired: &DesiredDevice) -> anyhow::Result<()> {
+    use crate::userspace::SetRequest;
+    let mut request = SetRequest::new();
+    if let Some(key) = &plan.private_key {
+        request = request.private_key(key);
+    }
+    if let Some(port) = plan.listen_port {
+        request = request.listen_port(port);
+    }
+    if let Some(mark) = plan.fwmark {
+        request = request.fwmark(mark);
+    }
+    let add = |request: SetRequest, p: &DesiredPeer| {
+        request.peer(&p.public_key, |mut r| {
+            if let Some(psk) = &p.preshared_key {
+                r = r.preshared_key(psk);
+            }
+            if let Some(e) = p.endpoint {
+                r = r.endpoint(e);
+            }
+            if let Some(k) = p.persistent_keepalive {
+                r = r.persistent_keepalive(k);
+            }
+            for net in &p.allowed_ips {
+                r = r.allowed_ip(*net);
+            }
+            r
+        })
+    };
+    for change in &plan.peers {
+        request = match change {
+            PeerChange::Add(p) => add(request, p),
+            PeerChange::Remove(key) => request.peer(key, |r| r.remove()),
+            PeerChange::Update { public_key, .. } => {
+                let p = desired
+                    .peers
+                    .iter()
+                    .find(|p| &p.public_key == public_key)
+                    .expect("an updated peer is a desired one");
+                add(request.peer(public_key, |r| r.remove()), p)
+            }
+        };
+    }
+    crate::userspace::set(name, request.as_uapi())
+        .with_context(|| format!("configuring userspace WireGuard device {name} failed"))
 }
 
 fn allowed(ips: &[IpNet]) -> Vec<AllowedIp> {
