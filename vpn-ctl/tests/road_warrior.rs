@@ -64,6 +64,10 @@ impl Site {
 /// The router (`net.b`, WAN towards the phone `net.a`) with a LAN host behind it, and a
 /// config for wg0 with one placeholder peer ("laptop").
 fn site() -> Site {
+    site_with("wg0")
+}
+
+fn site_with(iface: &str) -> Site {
     let net = VethPair::new();
     let lan = Netns::new();
     let router = &net.b;
@@ -103,19 +107,19 @@ fn site() -> Site {
 [router]
 lan = ["192.168.1.0/24"]
 
-[wireguard.wg0]
+[wireguard.{iface}]
 private_key_file = "wg0.key"
 listen_port = 51820
 addresses = ["10.8.0.1/24"]
 public_endpoint = "{wan}:51820"
 
 # A laptop that is not part of this test.
-[[wireguard.wg0.peers]]
+[[wireguard.{iface}.peers]]
 name = "laptop"
 public_key = "{laptop}"
 allowed_ips = ["10.8.0.50/32"]
 "#,
-            wan = net.b_addr
+            wan = net.b_addr,
         ),
     )
     .unwrap();
@@ -145,6 +149,25 @@ fn pubkey(ns: &Netns, private: &str) -> String {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Brings the phone's side up from the client config with vpn-ctl itself: `import wg-quick`
+/// turns it into a vpn-ctl config, `up --backend userspace` runs it.
+fn phone_up_with_vpn_ctl(phone: &Netns, client_config: &str, dir: &Path, iface: &str) -> PathBuf {
+    let phone_dir = dir.join("phone");
+    fs::create_dir(&phone_dir).unwrap();
+    let conf = phone_dir.join(format!("{iface}.conf"));
+    fs::write(&conf, client_config).unwrap();
+    let config = phone_dir.join("vpn.toml");
+    run(phone
+        .command(VPN_CTL)
+        .arg("--config")
+        .arg(&config)
+        .args(["import", "wg-quick"])
+        .arg(&conf));
+    let applied = vpn_ctl(phone, &config, &["up", "--backend", "userspace"]);
+    assert!(applied.contains("created the link (userspace"), "{applied}");
+    config
 }
 
 /// Brings the phone's side up from the client config that `peer add` printed, with `wg` and
@@ -308,4 +331,51 @@ fn up_refuses_a_link_it_did_not_create_and_changes_nothing() {
     assert!(err.contains("nothing was changed"), "{err}");
     let dump = stdout(run(router.command("wg").args(["show", "wg0", "dump"])));
     assert_eq!(dump.lines().count(), 1, "peers were added: {dump}");
+}
+
+/// The same road-warrior path on the userspace backend, for kernels without WireGuard (the
+/// host here): router and phone both run vpn-ctl's built-in implementation.
+#[test]
+fn phone_reaches_the_lan_over_the_userspace_backend() {
+    // The UAPI socket directory is not per namespace: unique names.
+    let (router_if, phone_if) = (
+        vpn_ctl_tests::unique_name("wgr"),
+        vpn_ctl_tests::unique_name("wgp"),
+    );
+    let site = site_with(&router_if);
+    let (router, phone) = (site.router(), site.phone());
+    let client = vpn_ctl(
+        router,
+        &site.config,
+        &["peer", "add", "phone", "--split-tunnel"],
+    );
+    let applied = vpn_ctl(router, &site.config, &["up", "--backend", "userspace"]);
+    assert!(applied.contains("created the link (userspace"), "{applied}");
+    let phone_config = phone_up_with_vpn_ctl(phone, &client, site.dir.path(), &phone_if);
+
+    run(phone
+        .command("ping")
+        .args(["-c", "3", "-i", "0.2", "-W", "5", "192.168.1.10"]));
+
+    let again = vpn_ctl(router, &site.config, &["up"]);
+    assert_eq!(
+        again.trim(),
+        "everything already matches the config; nothing changed"
+    );
+    let status = vpn_ctl(router, &site.config, &["status"]);
+    assert!(status.contains("(userspace, up)"), "{status}");
+    let phone_peer = status.split("peer phone").nth(1).expect("phone in status");
+    let handshake = phone_peer
+        .lines()
+        .find(|l| l.contains("latest handshake:"))
+        .unwrap();
+    assert!(handshake.ends_with("ago"), "{status}");
+
+    vpn_ctl(phone, &phone_config, &["down"]);
+    vpn_ctl(router, &site.config, &["down"]);
+    for (ns, iface) in [(router, &router_if), (phone, &phone_if)] {
+        let links = stdout(ns.ip(&["link", "show"]));
+        assert!(!links.contains(iface.as_str()), "{links}");
+        assert!(!std::path::Path::new(&format!("/var/run/wireguard/{iface}.sock")).exists());
+    }
 }

@@ -179,8 +179,12 @@ pub fn diff(desired: &DesiredDevice, observed: Option<&ObservedDevice>) -> Devic
             plan.peers.push(PeerChange::Add(want.clone()));
             continue;
         };
-        let preshared_key =
-            (want.preshared_key != have.preshared_key).then(|| want.preshared_key.clone());
+        let psk_differs = if have.preshared_key_hidden {
+            want.preshared_key.is_none()
+        } else {
+            want.preshared_key != have.preshared_key
+        };
+        let preshared_key = psk_differs.then(|| want.preshared_key.clone());
         // A peer without a configured endpoint roams: whatever the kernel learnt stays.
         let endpoint = want.endpoint.filter(|e| have.endpoint != Some(*e));
         let persistent_keepalive = (want.persistent_keepalive != have.persistent_keepalive)
@@ -376,6 +380,21 @@ mod tests {
         assert!(diff(&d, Some(&seen)).is_empty());
         seen.public_key = Some(key());
         assert!(diff(&d, Some(&seen)).private_key.is_some());
+    }
+
+    #[test]
+    fn a_hidden_preshared_key_compares_by_presence() {
+        let mut d = device();
+        d.peers[0].preshared_key = Some(Secret::generate_preshared());
+        let mut seen = applied(&d);
+        seen.peers[0].preshared_key = None;
+        seen.peers[0].preshared_key_hidden = true;
+        assert!(diff(&d, Some(&seen)).is_empty());
+        d.peers[0].preshared_key = None;
+        assert!(matches!(
+            diff(&d, Some(&seen)).peers[0],
+            PeerChange::Update { preshared_key: Some(None), .. }
+        ));
     }
 
     #[test]

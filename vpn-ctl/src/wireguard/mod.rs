@@ -411,7 +411,12 @@ fn observed_from(device: &Device) -> ObservedDevice {
 
 /// Sends a plan (`wg set NAME ...`): to the kernel in as few messages as fit, to the
 /// userspace device over its UAPI socket.
-fn apply(name: &str, backend: Backend, plan: &DevicePlan, desired: &DesiredDevice) -> anyhow::Result<()> {
+fn apply(
+    name: &str,
+    backend: Backend,
+    plan: &DevicePlan,
+    desired: &DesiredDevice,
+) -> anyhow::Result<()> {
     match backend {
         Backend::Kernel => apply_kernel(name, plan),
         Backend::Userspace => apply_uapi(name, plan, desired),
