@@ -121,11 +121,7 @@ impl fmt::Debug for Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        // Best effort: overwrite the bytes before the memory is reused.
-        for b in &mut self.0 {
-            // SAFETY: a valid, aligned, exclusive reference to a byte.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 

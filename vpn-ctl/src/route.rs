@@ -66,7 +66,7 @@ impl Netlink {
 
 fn route(iface: &Interface, net: IpNet) -> RouteMessage {
     let net = net.trunc();
-    let msg = match net {
+    match net {
         IpNet::V4(n) => RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(n.addr(), n.prefix_len())
             .output_interface(iface.index)
@@ -79,8 +79,7 @@ fn route(iface: &Interface, net: IpNet) -> RouteMessage {
             .protocol(RouteProtocol::Other(PROTOCOL))
             .scope(RouteScope::Link)
             .build(),
-    };
-    msg
+    }
 }
 
 fn output_interface(msg: &RouteMessage) -> Option<u32> {

@@ -393,7 +393,10 @@ mod tests {
         d.peers[0].preshared_key = None;
         assert!(matches!(
             diff(&d, Some(&seen)).peers[0],
-            PeerChange::Update { preshared_key: Some(None), .. }
+            PeerChange::Update {
+                preshared_key: Some(None),
+                ..
+            }
         ));
     }
 
