@@ -540,18 +540,13 @@ pub fn remove_peer(doc: &mut DocumentMut, iface: &str, name: &str) -> Result<()>
         .iter()
         .position(|t| t.get("name").and_then(Item::as_str) == Some(name))
     else {
-        let names: Vec<String> = peers
-            .iter()
-            .filter_map(|t| t.get("name").and_then(Item::as_str))
-            .map(|n| format!("{n:?}"))
-            .collect();
         bail!(
             "{iface} has no peer named {name:?}; its peers are: {}",
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
+            name_list(
+                peers
+                    .iter()
+                    .filter_map(|t| t.get("name").and_then(Item::as_str))
+            )
         );
     };
     peers.remove(index);
@@ -660,15 +655,26 @@ fn pick_interface<'c>(config: &'c Config, name: Option<&str>) -> Result<&'c WgIn
 }
 
 fn peer_names(iface: &WgInterface) -> String {
-    if iface.peers.is_empty() {
+    name_list(iface.peers.iter().map(|p| p.name.as_str()))
+}
+
+/// Names for a message: quoted, at most the first ten, then how many more.
+fn name_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    const SHOWN: usize = 10;
+    let names: Vec<&str> = names.collect();
+    if names.is_empty() {
         return "none".to_string();
     }
-    iface
-        .peers
+    let mut text = names
         .iter()
-        .map(|p| format!("{:?}", p.name))
+        .take(SHOWN)
+        .map(|n| format!("{n:?}"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
 }
 
 fn all_peer_names(config: &Config) -> String {

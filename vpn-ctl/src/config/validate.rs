@@ -44,6 +44,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
         diagnostics: Vec::new(),
         ports: Vec::new(),
         public_keys: HashMap::new(),
+        newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
     };
     let router = v.router(raw.router.unwrap_or_default());
     let mut interfaces: Vec<_> = raw.wireguard.unwrap_or_default().into_iter().collect();
@@ -75,6 +76,9 @@ struct Validator<'a> {
     ports: Vec<(u16, String, usize)>,
     /// Peers' public keys seen so far, on every interface: who has it, and the line.
     public_keys: HashMap<PublicKey, (String, usize)>,
+    /// Byte offsets of the text's newlines, so that a line number costs a binary search
+    /// (a 10,000-peer file asks for one per peer).
+    newlines: Vec<usize>,
 }
 
 /// The parts of an interface its peers are checked against.
@@ -89,6 +93,40 @@ struct Claim {
     net: IpNet,
     peer: String,
     line: usize,
+}
+
+/// The allowed IPs claimed so far on an interface. Host addresses (the usual road-warrior
+/// peer) are looked up by address, so checking 10,000 peers stays linear; the rarer
+/// networks are compared one by one.
+#[derive(Default)]
+struct Claims {
+    hosts: HashMap<IpAddr, Claim>,
+    networks: Vec<Claim>,
+}
+
+impl Claims {
+    /// An earlier claim that overlaps `net`.
+    fn overlapping(&self, net: &IpNet) -> Option<&Claim> {
+        let overlaps = |c: &&Claim| c.net.contains(net) || net.contains(&c.net);
+        if net.prefix_len() == net.max_prefix_len() {
+            self.hosts
+                .get(&net.addr())
+                .or_else(|| self.networks.iter().find(overlaps))
+        } else {
+            self.networks
+                .iter()
+                .find(overlaps)
+                .or_else(|| self.hosts.values().filter(overlaps).min_by_key(|c| c.line))
+        }
+    }
+
+    fn push(&mut self, claim: Claim) {
+        if claim.net.prefix_len() == claim.net.max_prefix_len() {
+            self.hosts.entry(claim.net.addr()).or_insert(claim);
+        } else {
+            self.networks.push(claim);
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -122,7 +160,7 @@ impl Validator<'_> {
     }
 
     fn line(&self, span: &Range<usize>) -> usize {
-        line_column(self.text, span.start).0
+        self.newlines.partition_point(|&nl| nl < span.start) + 1
     }
 
     fn router(&mut self, raw: RawRouter) -> Router {
@@ -209,7 +247,7 @@ impl Validator<'_> {
             public_key: private_key.as_ref().map(|(key, _)| key.public_key()),
         };
         let mut names: HashMap<String, usize> = HashMap::new();
-        let mut claims: Vec<Claim> = Vec::new();
+        let mut claims = Claims::default();
         let peers: Vec<Peer> = raw
             .peers
             .into_iter()
@@ -493,7 +531,7 @@ impl Validator<'_> {
         &mut self,
         iface: &InterfaceContext,
         names: &mut HashMap<String, usize>,
-        claims: &mut Vec<Claim>,
+        claims: &mut Claims,
         raw: Spanned<RawPeer>,
     ) -> Option<Peer> {
         let header = raw.span();
@@ -571,7 +609,9 @@ impl Validator<'_> {
                 line: self.line(&value.span()),
             });
         }
-        claims.extend(own_claims);
+        for claim in own_claims {
+            claims.push(claim);
+        }
 
         let endpoint = raw.endpoint.as_ref().and_then(|e| {
             self.endpoint(
@@ -670,7 +710,7 @@ impl Validator<'_> {
         &mut self,
         iface: &InterfaceContext,
         label: &str,
-        claims: &[Claim],
+        claims: &Claims,
         span: Range<usize>,
         net: IpNet,
     ) {
@@ -707,10 +747,7 @@ impl Validator<'_> {
                 );
             }
         }
-        if let Some(claim) = claims
-            .iter()
-            .find(|c| c.net.contains(&net) || net.contains(&c.net))
-        {
+        if let Some(claim) = claims.overlapping(&net) {
             let message = format!(
                 "{net} overlaps {} of {} (line {})",
                 claim.net, claim.peer, claim.line
