@@ -186,7 +186,7 @@ pub fn run(workspace: &Path, options: &Options) -> anyhow::Result<()> {
         );
         (chosen, options.test_args.clone(), PASSED)
     };
-    let initramfs = initramfs(&cache, &kernel, &binaries, &args)?;
+    let initramfs = initramfs(workspace, &cache, &kernel, &binaries, &args)?;
     let started = Instant::now();
     let outcome = boot(&kernel, &initramfs, options)?;
     let total = started.elapsed();
@@ -332,6 +332,7 @@ fn build_tests(workspace: &Path, bench: Option<&str>) -> anyhow::Result<Vec<Test
 
 /// Writes the initramfs: busybox, the boot modules, stage 1 (`/init`) and stage 2.
 fn initramfs(
+    workspace: &Path,
     cache: &Path,
     kernel: &Kernel,
     binaries: &[TestBinary],
@@ -355,7 +356,9 @@ fn initramfs(
         order.push('\n');
     }
     fs::write(staging.join("modules/order"), order)?;
-    let mut needed = vec![kernel.root.clone()];
+    // The workspace holds the test binaries, the binaries they run (target/debug/vpn-ctl)
+    // and their packages; the others may live elsewhere (CARGO_TARGET_DIR).
+    let mut needed = vec![workspace.to_path_buf(), kernel.root.clone()];
     needed.extend(binaries.iter().map(|b| b.package_dir.clone()));
     needed.extend(
         binaries
