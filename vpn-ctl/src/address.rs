@@ -11,23 +11,25 @@ impl Netlink {
     /// The addresses on an interface with their prefix length, link-local IPv6 left out
     /// (`ip addr show dev NAME`).
     pub async fn addresses(&self, iface: &Interface) -> anyhow::Result<Vec<IpNet>> {
-        let mut stream = self
-            .handle()
+        Ok(self
+            .address_messages(iface)
+            .await?
+            .iter()
+            .filter_map(address_of)
+            .filter(|n| !is_link_local(n))
+            .collect())
+    }
+
+    /// The kernel's address messages of an interface (`ip addr show dev NAME`).
+    async fn address_messages(&self, iface: &Interface) -> anyhow::Result<Vec<AddressMessage>> {
+        self.handle()
             .address()
             .get()
             .set_link_index_filter(iface.index)
-            .execute();
-        let mut found = Vec::new();
-        while let Some(msg) = stream
-            .try_next()
+            .execute()
+            .try_collect()
             .await
-            .with_context(|| format!("reading the addresses of {}", iface.name))?
-        {
-            if let Some(net) = address_of(&msg).filter(|n| !is_link_local(n)) {
-                found.push(net);
-            }
-        }
-        Ok(found)
+            .with_context(|| format!("reading the addresses of {}", iface.name))
     }
 
     /// `ip addr add ADDRESS/PREFIX dev NAME` (IPv6 without duplicate address detection, as

@@ -102,21 +102,27 @@ impl From<Vec<Diagnostic>> for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.diagnostics.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{d}")?;
-        }
-        if self.diagnostics.len() > 1 {
-            write!(
-                f,
-                "\n{} problems; nothing was applied",
-                self.diagnostics.len()
-            )?;
-        }
-        Ok(())
+        write_diagnostics(f, &self.diagnostics, "nothing was applied")
     }
+}
+
+/// Every diagnostic, one after the other, and when there are several, how many and what was
+/// therefore not done (`consequence`).
+pub(crate) fn write_diagnostics(
+    f: &mut fmt::Formatter<'_>,
+    diagnostics: &[Diagnostic],
+    consequence: &str,
+) -> fmt::Result {
+    for (i, d) in diagnostics.iter().enumerate() {
+        if i > 0 {
+            writeln!(f)?;
+        }
+        write!(f, "{d}")?;
+    }
+    if diagnostics.len() > 1 {
+        write!(f, "\n{} problems; {consequence}", diagnostics.len())?;
+    }
+    Ok(())
 }
 
 impl std::error::Error for Error {}

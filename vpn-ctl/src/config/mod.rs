@@ -43,6 +43,7 @@ use std::{
 
 use ipnet::IpNet;
 
+pub(crate) use error::write_diagnostics;
 pub use error::{Diagnostic, Error};
 
 use crate::key::{PublicKey, Secret};

@@ -19,7 +19,6 @@ use toml::Spanned;
 
 use super::{
     Config, Diagnostic, Endpoint, Error, Peer, Router, WgInterface,
-    error::line_column,
     file::{Raw, RawInterface, RawPeer, RawRouter},
 };
 use crate::key::{PublicKey, Secret};

@@ -114,20 +114,7 @@ pub struct Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.diagnostics.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{d}")?;
-        }
-        if self.diagnostics.len() > 1 {
-            write!(
-                f,
-                "\n{} problems; nothing was written",
-                self.diagnostics.len()
-            )?;
-        }
-        Ok(())
+        crate::config::write_diagnostics(f, &self.diagnostics, "nothing was written")
     }
 }
 
