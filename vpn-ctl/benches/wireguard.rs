@@ -8,12 +8,16 @@
 use std::{
     fmt::Write as _,
     fs,
-    os::unix::fs::PermissionsExt as _,
     time::{Duration, Instant},
 };
 
-use vpn_ctl::{config, key::Secret, wireguard};
+use vpn_ctl::{config, wireguard};
 use vpn_ctl_tests::{Netns, kernel::Feature, run};
+
+#[path = "../tests/common/many_peers.rs"]
+mod many_peers;
+
+use many_peers::ManyPeers;
 
 fn main() {
     if !Feature::WireGuard.available() {
@@ -42,46 +46,11 @@ fn secs(d: Duration) -> String {
 fn bench(count: usize) {
     let ns = Netns::new();
     let dir = tempfile::tempdir().unwrap();
-    let private = Secret::generate_private();
-    let key_file = dir.path().join("wg0.key");
-    fs::write(&key_file, private.expose_base64()).unwrap();
-    fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).unwrap();
-    // Any 32 bytes are a valid public key; random ones avoid 10,000 curve25519 steps here.
-    let peers: Vec<(String, String)> = (0..count)
-        .map(|i| {
-            // 10.0.0.2 onwards; 10.0.0.1 is the interface.
-            let n = i + 2;
-            let ip = format!(
-                "10.{}.{}.{}/32",
-                (n >> 16) & 0xff,
-                (n >> 8) & 0xff,
-                n & 0xff
-            );
-            (Secret::generate_preshared().expose_base64(), ip)
-        })
-        .collect();
-    let config_path = dir.path().join("vpn.toml");
-    let write_config = |keepalive_of_first: Option<u16>| {
-        let mut text = String::from(
-            "[wireguard.wg0]\nprivate_key_file = \"wg0.key\"\nlisten_port = 51820\naddresses = [\"10.0.0.1/8\"]\n",
-        );
-        for (i, (key, ip)) in peers.iter().enumerate() {
-            let _ = write!(
-                text,
-                "\n[[wireguard.wg0.peers]]\nname = \"p{i}\"\npublic_key = \"{key}\"\nallowed_ips = [\"{ip}\"]\n"
-            );
-            if i == 0
-                && let Some(k) = keepalive_of_first
-            {
-                let _ = writeln!(text, "persistent_keepalive = {k}");
-            }
-        }
-        fs::write(&config_path, text).unwrap();
-    };
-    write_config(None);
+    let many = ManyPeers::new(dir.path(), count);
+    let (private, peers, config_path) = (&many.private, &many.peers, &many.config);
 
     let load = Instant::now();
-    let cfg = config::load(&config_path).unwrap();
+    let cfg = config::load(config_path).unwrap();
     let load = load.elapsed();
 
     // `wg setconf` of the same device and peers, on a second link.
@@ -89,7 +58,7 @@ fn bench(count: usize) {
         "[Interface]\nPrivateKey = {}\nListenPort = 51821\n",
         private.expose_base64()
     );
-    for (key, ip) in &peers {
+    for (key, ip) in peers {
         let _ = write!(wg_conf, "\n[Peer]\nPublicKey = {key}\nAllowedIPs = {ip}\n");
     }
     let wg_file = dir.path().join("wgs.conf");
@@ -117,8 +86,8 @@ fn bench(count: usize) {
         let (cold, _) = timed(&cfg);
         let (noop, n) = timed(&cfg);
         assert_eq!(n, 0, "a second up changed something");
-        write_config(Some(25));
-        let changed = config::load(&config_path).unwrap();
+        many.write(Some(25));
+        let changed = config::load(config_path).unwrap();
         let (change, n) = timed(&changed);
         assert_eq!(n, 1, "a one-peer change made {n} changes");
         let t = Instant::now();

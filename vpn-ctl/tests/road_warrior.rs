@@ -379,3 +379,47 @@ fn phone_reaches_the_lan_over_the_userspace_backend() {
         assert!(!std::path::Path::new(&format!("/var/run/wireguard/{iface}.sock")).exists());
     }
 }
+
+#[path = "common/many_peers.rs"]
+mod many_peers;
+
+/// 10,000 peers go in (split across netlink messages), a second `up` changes nothing, a
+/// one-peer change is one change, and `down` removes the link quickly (peers first).
+#[test]
+fn ten_thousand_peers_apply_converge_and_come_down() {
+    if !kernel_has(Feature::WireGuard) {
+        return;
+    }
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let many = many_peers::ManyPeers::new(dir.path(), 10_000);
+    let applied = vpn_ctl(&ns, &many.config, &["up"]);
+    assert_eq!(
+        applied
+            .lines()
+            .filter(|l| l.starts_with("wg0: add peer"))
+            .count(),
+        10_000
+    );
+    let peers = stdout(run(ns.command("wg").args(["show", "wg0", "peers"])));
+    assert_eq!(peers.lines().count(), 10_000);
+    let allowed = stdout(run(ns.command("wg").args(["show", "wg0", "allowed-ips"])));
+    let last = &many.peers[9_999];
+    assert!(
+        allowed.contains(&format!("{}\t{}", last.0, last.1)),
+        "the last peer's allowed IP is missing"
+    );
+
+    let again = vpn_ctl(&ns, &many.config, &["up"]);
+    assert_eq!(
+        again.trim(),
+        "everything already matches the config; nothing changed"
+    );
+    many.write(Some(25));
+    let changed = vpn_ctl(&ns, &many.config, &["up"]);
+    assert_eq!(changed.trim(), "wg0: update peer p0: keepalive 25");
+
+    vpn_ctl(&ns, &many.config, &["down"]);
+    let links = stdout(ns.ip(&["link", "show"]));
+    assert!(!links.contains("wg0"), "{links}");
+}
