@@ -33,6 +33,7 @@
 
 mod error;
 mod file;
+pub mod ipsec;
 mod validate;
 
 use std::{
@@ -72,6 +73,8 @@ pub struct Config {
     pub router: Router,
     /// WireGuard interfaces, in file order.
     pub wireguard: Vec<WgInterface>,
+    /// IPsec site-to-site connections, in file order.
+    pub ipsec: Vec<ipsec::IpsecSite>,
 }
 
 impl Config {

@@ -57,6 +57,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
             path: path.to_path_buf(),
             router,
             wireguard,
+            ipsec: Vec::new(),
         })
     } else {
         let mut diagnostics = v.diagnostics;
