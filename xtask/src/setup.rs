@@ -23,6 +23,8 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
     "wireguard-tools",
+    "strongswan-charon",
+    "strongswan-swanctl",
     "qemu-system-x86",
     "kmod",
     "cpio",
