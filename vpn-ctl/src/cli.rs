@@ -76,6 +76,12 @@ pub enum Command {
         source: ImportSource,
     },
 
+    /// Write the import file another device needs for a connection of the config.
+    Export {
+        #[command(subcommand)]
+        target: ExportTarget,
+    },
+
     /// Run a userspace WireGuard device in this process (started by `up --backend
     /// userspace`; not for direct use).
     #[command(hide = true)]
@@ -118,6 +124,20 @@ pub enum PeerAction {
         name: String,
         #[arg(long, value_name = "IFACE")]
         interface: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportTarget {
+    /// The FRITZ!Box `vpncfg` file for IPsec site NAME (upload it under Internet > Permit
+    /// Access > VPN > "Add VPN connection" > "Import a VPN configuration from an existing
+    /// VPN settings file"). It contains the pre-shared key: keep it private.
+    Fritzbox {
+        /// The `[ipsec.NAME]` site.
+        name: String,
+        /// Write to this file (mode 0600) instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 

@@ -8,10 +8,10 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
-    cli::{Cli, Command, ImportSource, PeerAction},
+    cli::{Cli, Command, ExportTarget, ImportSource, PeerAction},
     client, config, import,
     key::Secret,
-    peer, wireguard,
+    peer, wireguard, xfrm,
 };
 
 /// Runs a parsed command line.
@@ -33,25 +33,36 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Up { backend } => {
             let config = config::load(&cli.config)?;
-            let report = runtime.block_on(wireguard::up(&config, backend))?;
-            print_report(
-                &report,
+            let mut changes = runtime.block_on(wireguard::up(&config, backend))?.changes;
+            changes.extend(ipsec_sites(&config, xfrm::up)?);
+            print_changes(
+                &changes,
                 "everything already matches the config; nothing changed",
             );
         }
         Command::Down => {
             let config = config::load(&cli.config)?;
-            let report = runtime.block_on(wireguard::down(&config))?;
-            print_report(&report, "nothing to remove");
+            let mut changes = runtime.block_on(wireguard::down(&config))?.changes;
+            changes.extend(ipsec_sites(&config, xfrm::down)?);
+            print_changes(&changes, "nothing to remove");
         }
         Command::Status { json } => {
             let config = config::load(&cli.config)?;
-            let status = runtime.block_on(wireguard::status(&config))?;
+            let wireguard = runtime.block_on(wireguard::status(&config))?;
+            let ipsec = if config.ipsec.is_empty() {
+                None
+            } else {
+                Some(xfrm::status(&config.ipsec)?)
+            };
             if json {
+                let status = serde_json::json!({ "wireguard": wireguard, "ipsec": ipsec });
                 serde_json::to_writer_pretty(std::io::stdout(), &status)?;
                 println!();
             } else {
-                print!("{}", wireguard::render_status(&status));
+                print!("{}", wireguard::render_status(&wireguard));
+                if let Some(ipsec) = ipsec {
+                    print!("{ipsec}");
+                }
             }
         }
         Command::Genkey => println!("{}", Secret::generate_private().expose_base64()),
@@ -96,6 +107,51 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 println!(
                     "the imported config needs fixing before `vpn-ctl up` accepts it:\n{problems}"
                 );
+            }
+        }
+        Command::Export {
+            target: ExportTarget::Fritzbox { name, output },
+        } => {
+            let config = config::load(&cli.config)?;
+            let site = config
+                .ipsec
+                .iter()
+                .find(|s| s.name == name)
+                .with_context(|| {
+                    let names: Vec<&str> = config.ipsec.iter().map(|s| s.name.as_str()).collect();
+                    format!(
+                        "{} has no [ipsec.{name}] site; its sites are: {}",
+                        cli.config.display(),
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    )
+                })?;
+            let config::ipsec::Keying::Ike(ike) = &site.keying else {
+                anyhow::bail!(
+                    "site {name} uses static keying; a FRITZ!Box only speaks IKE (keying = \"ike\")"
+                );
+            };
+            let text = crate::fritzbox::vpncfg(site, &ike.psk)?;
+            match output {
+                None => print!("{text}"),
+                Some(path) => {
+                    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .and_then(|mut f| f.write_all(text.as_bytes()))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "wrote {} (mode 0600: it holds the pre-shared key)",
+                        path.display()
+                    );
+                }
             }
         }
         Command::UserspaceDevice { name } => crate::userspace::run_device(&name)?,
@@ -168,11 +224,27 @@ fn peer_command(config_path: &Path, action: PeerAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_report(report: &wireguard::Report, nothing: &str) {
-    if report.changes.is_empty() {
+fn print_changes(changes: &[String], nothing: &str) {
+    if changes.is_empty() {
         println!("{nothing}");
     }
-    for line in &report.changes {
+    for line in changes {
         println!("{line}");
+    }
+}
+
+/// Applies `step` (`xfrm::up` or `xfrm::down`) to the config's IPsec sites. Without sites it
+/// still runs, to remove what vpn-ctl installed for sites since deleted from the config, but
+/// a kernel without XFRM netlink is then no error.
+fn ipsec_sites(
+    config: &config::Config,
+    step: fn(&[config::ipsec::IpsecSite]) -> anyhow::Result<Vec<String>>,
+) -> anyhow::Result<Vec<String>> {
+    match step(&config.ipsec) {
+        Err(e) if config.ipsec.is_empty() => {
+            log::debug!("no IPsec sites and XFRM unavailable: {e:#}");
+            Ok(Vec::new())
+        }
+        r => r,
     }
 }

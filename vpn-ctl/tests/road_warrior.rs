@@ -266,7 +266,7 @@ fn phone_reaches_the_lan_through_the_router_and_up_converges_minimally() {
     assert!(status.contains("latest handshake: never"), "{status}");
     let json: serde_json::Value =
         serde_json::from_str(&vpn_ctl(router, &site.config, &["status", "--json"])).unwrap();
-    assert_eq!(json[0]["name"], "wg0");
+    assert_eq!(json["wireguard"][0]["name"], "wg0");
 
     // One peer changed, one removed: only those two changes, the phone's session stays.
     let text = fs::read_to_string(&site.config).unwrap();

@@ -21,6 +21,8 @@ pub(super) struct Raw {
     /// Interfaces by name, the name spanned where it is first written. Map order is not file
     /// order: sort by the names' spans.
     pub wireguard: Option<BTreeMap<Spanned<String>, Spanned<RawInterface>>>,
+    /// IPsec sites by name, like `wireguard`.
+    pub ipsec: Option<BTreeMap<Spanned<String>, Spanned<RawSite>>>,
 }
 
 /// `[router]`.
@@ -63,6 +65,37 @@ pub(super) struct RawPeer {
     pub route: Option<bool>,
 }
 
+/// `[ipsec.NAME]`; its span is the table's header. Lists are spanned as a whole too, so
+/// that an empty one, or one that belongs to the other keying, can be pointed at.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSite {
+    pub keying: Option<Spanned<String>>,
+    pub local_gateway: Option<Spanned<String>>,
+    pub remote_gateway: Option<Spanned<String>>,
+    pub local_subnets: Option<Spanned<Vec<Spanned<String>>>>,
+    pub remote_subnets: Option<Spanned<Vec<Spanned<String>>>>,
+    pub watchdog_probe: Option<Spanned<String>>,
+    // keying = "ike"
+    pub local_id: Option<Spanned<String>>,
+    pub remote_id: Option<Spanned<String>>,
+    pub psk_file: Option<Spanned<String>>,
+    pub ike_version: Option<Spanned<String>>,
+    pub ike_proposals: Option<Spanned<Vec<Spanned<String>>>>,
+    pub esp_proposals: Option<Spanned<Vec<Spanned<String>>>>,
+    pub allow_weak: Option<Spanned<Vec<Spanned<String>>>>,
+    pub ike_lifetime: Option<Spanned<i64>>,
+    pub esp_lifetime: Option<Spanned<i64>>,
+    pub dpd: Option<Spanned<i64>>,
+    pub nat_traversal: Option<Spanned<bool>>,
+    // keying = "static"
+    pub esp: Option<Spanned<String>>,
+    pub spi_out: Option<Spanned<i64>>,
+    pub spi_in: Option<Spanned<i64>>,
+    pub key_out_file: Option<Spanned<String>>,
+    pub key_in_file: Option<Spanned<String>>,
+}
+
 /// The fields of each table, for telling where a misplaced field belongs. A test checks
 /// them against the ones serde accepts.
 const ROUTER_FIELDS: &[&str] = &["wan", "lan"];
@@ -84,6 +117,30 @@ const PEER_FIELDS: &[&str] = &[
     "endpoint",
     "persistent_keepalive",
     "route",
+];
+const SITE_FIELDS: &[&str] = &[
+    "keying",
+    "local_gateway",
+    "remote_gateway",
+    "local_subnets",
+    "remote_subnets",
+    "watchdog_probe",
+    "local_id",
+    "remote_id",
+    "psk_file",
+    "ike_version",
+    "ike_proposals",
+    "esp_proposals",
+    "allow_weak",
+    "ike_lifetime",
+    "esp_lifetime",
+    "dpd",
+    "nat_traversal",
+    "esp",
+    "spi_out",
+    "spi_in",
+    "key_out_file",
+    "key_in_file",
 ];
 
 /// How each field is written, for the help of a wrong type.
@@ -115,6 +172,32 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("endpoint", r#"endpoint = "peer.example.org:51820""#),
     ("persistent_keepalive", "persistent_keepalive = 25"),
     ("route", "route = true"),
+    ("ipsec", "[ipsec.fritzbox]"),
+    ("keying", r#"keying = "ike""#),
+    ("local_gateway", r#"local_gateway = "left.domain.com""#),
+    ("remote_gateway", r#"remote_gateway = "right.domain.com""#),
+    ("local_subnets", r#"local_subnets = ["192.168.2.0/24"]"#),
+    ("remote_subnets", r#"remote_subnets = ["192.168.1.0/24"]"#),
+    ("watchdog_probe", r#"watchdog_probe = "192.168.1.1""#),
+    ("local_id", r#"local_id = "left.domain.com""#),
+    ("remote_id", r#"remote_id = "right.domain.com""#),
+    ("psk_file", r#"psk_file = "fritzbox.psk""#),
+    ("ike_version", r#"ike_version = "ikev2""#),
+    (
+        "ike_proposals",
+        r#"ike_proposals = ["aes256gcm16-prfsha256-ecp256"]"#,
+    ),
+    ("esp_proposals", r#"esp_proposals = ["aes256gcm16-ecp256"]"#),
+    ("allow_weak", r#"allow_weak = ["modp1024", "sha1"]"#),
+    ("ike_lifetime", "ike_lifetime = 28800"),
+    ("esp_lifetime", "esp_lifetime = 3600"),
+    ("dpd", "dpd = 30"),
+    ("nat_traversal", "nat_traversal = true"),
+    ("esp", r#"esp = "aes256gcm16""#),
+    ("spi_out", "spi_out = 0x1001"),
+    ("spi_in", "spi_in = 0x1002"),
+    ("key_out_file", r#"key_out_file = "office-out.key""#),
+    ("key_in_file", r#"key_in_file = "office-in.key""#),
 ];
 
 /// wg-quick's names (and other likely guesses) for our fields, normalized as by
@@ -129,6 +212,33 @@ const ALIASES: &[(&str, &str)] = &[
     ("keepalive", "persistent_keepalive"),
     ("endpoint", "public_endpoint"),
     ("peer", "peers"),
+    // strongSwan's ipsec.conf and swanctl.conf names.
+    ("psk", "psk_file"),
+    ("secret", "psk_file"),
+    ("local", "local_gateway"),
+    ("left", "local_gateway"),
+    ("localaddrs", "local_gateway"),
+    ("remote", "remote_gateway"),
+    ("right", "remote_gateway"),
+    ("remoteaddrs", "remote_gateway"),
+    ("endpoint", "remote_gateway"),
+    ("leftsubnet", "local_subnets"),
+    ("localts", "local_subnets"),
+    ("rightsubnet", "remote_subnets"),
+    ("remotets", "remote_subnets"),
+    ("leftid", "local_id"),
+    ("rightid", "remote_id"),
+    ("keyexchange", "ike_version"),
+    ("version", "ike_version"),
+    ("aggressive", "ike_version"),
+    ("ike", "ike_proposals"),
+    ("proposals", "ike_proposals"),
+    ("ikelifetime", "ike_lifetime"),
+    ("keylife", "esp_lifetime"),
+    ("lifetime", "esp_lifetime"),
+    ("dpddelay", "dpd"),
+    ("encap", "nat_traversal"),
+    ("natt", "nat_traversal"),
 ];
 
 /// Reads the TOML into the raw shape; syntax errors, unknown fields and wrong types become a
@@ -252,7 +362,10 @@ fn unknown_field(field: &str, accepted: &[String], keys: &[String]) -> (String, 
     let mut help = Vec::new();
     if let Some(near) = closest(field, accepted) {
         help.push(format!("did you mean `{near}`?"));
-        if matches!(near, "private_key_file" | "preshared_key_file") {
+        if matches!(
+            near,
+            "private_key_file" | "preshared_key_file" | "psk_file" | "key_out_file" | "key_in_file"
+        ) {
             help.push(format!(
                 "vpn-ctl reads keys from files of mode 0600, never from this file: \
                  {near} = \"...\""
@@ -266,6 +379,8 @@ fn unknown_field(field: &str, accepted: &[String], keys: &[String]) -> (String, 
             Some(format!("the interface's table [wireguard.{iface}]"))
         } else if PEER_FIELDS.contains(&field) {
             Some(format!("a peer's table [[wireguard.{iface}.peers]]"))
+        } else if SITE_FIELDS.contains(&field) {
+            Some("an IPsec site's table, e.g. [ipsec.fritzbox]".to_string())
         } else {
             None
         };
@@ -296,8 +411,8 @@ fn closest<'a>(field: &str, accepted: &'a [String]) -> Option<&'a str> {
     let wanted = normalize(field);
     let alias = ALIASES
         .iter()
-        .find(|(alias, _)| *alias == wanted)
-        .and_then(|(_, name)| accepted.iter().find(|a| a == name));
+        .filter(|(alias, _)| *alias == wanted)
+        .find_map(|(_, name)| accepted.iter().find(|a| a == name));
     if let Some(alias) = alias {
         return Some(alias);
     }
@@ -348,6 +463,7 @@ fn wrong_type(found: &str, expected: &str, keys: &[String]) -> (String, String) 
     let what = match keys {
         [] => "the file".to_string(),
         [wg, iface] if wg == "wireguard" => format!("interface {iface}"),
+        [ipsec, site] if ipsec == "ipsec" => format!("site {site}"),
         _ => format!("`{}`", keys.last().map_or("", String::as_str)),
     };
     // serde's words for TOML's types.
@@ -385,6 +501,9 @@ fn wrong_type(found: &str, expected: &str, keys: &[String]) -> (String, String) 
             format!(
                 "each interface is a table: write its fields under a [wireguard.{iface}] header"
             )
+        }
+        [ipsec, site] if ipsec == "ipsec" => {
+            format!("each IPsec site is a table: write its fields under an [ipsec.{site}] header")
         }
         [wg, iface, peers] if wg == "wireguard" && peers == "peers" => format!(
             "peers are an array of tables: start each peer with a [[wireguard.{iface}.peers]] \
@@ -519,7 +638,7 @@ mod tests {
         assert_eq!(
             error("wan = \"eth0\"\n"),
             "/etc/vpn-ctl/vpn.toml:1:1: unknown field `wan` at the top level\n  \
-             help: `wan` belongs in [router]; the fields accepted here: router, wireguard"
+             help: `wan` belongs in [router]; the fields accepted here: router, wireguard, ipsec"
         );
         // The classic TOML slip: an interface field after the first peer's header.
         assert_eq!(
@@ -536,9 +655,103 @@ mod tests {
     #[test]
     fn sections_that_do_not_exist_yet_are_refused() {
         assert_eq!(
+            error("[daemon]\nlisten = \"127.0.0.1:9586\"\n"),
+            "/etc/vpn-ctl/vpn.toml:1:2: unknown field `daemon` at the top level\n  \
+             help: the fields accepted here: router, wireguard, ipsec"
+        );
+    }
+
+    #[test]
+    fn ipsec_sites_keep_their_spans() {
+        let text = "[ipsec.fritzbox]\nkeying = \"ike\"\nremote_subnets = [\"192.168.1.0/24\"]\n\
+                    spi_in = 0x1002\nnat_traversal = false\n";
+        let raw = parse(Path::new("vpn.toml"), text).unwrap();
+        let (name, site) = raw.ipsec.unwrap().into_iter().next().unwrap();
+        assert_eq!(&text[name.span()], "fritzbox");
+        assert_eq!(&text[site.span()], "[ipsec.fritzbox]");
+        let site = site.into_inner();
+        let remote = site.remote_subnets.unwrap();
+        assert_eq!(&text[remote.span()], "[\"192.168.1.0/24\"]");
+        assert_eq!(&text[remote.get_ref()[0].span()], "\"192.168.1.0/24\"");
+        assert_eq!(*site.spi_in.unwrap().get_ref(), 0x1002);
+        assert!(!site.nat_traversal.unwrap().into_inner());
+        assert!(site.local_subnets.is_none() && site.psk_file.is_none());
+    }
+
+    #[test]
+    fn strongswan_names_in_a_site_map_to_ours() {
+        let accepted = "keying, local_gateway, remote_gateway, local_subnets, remote_subnets, \
+                        watchdog_probe, local_id, remote_id, psk_file, ike_version, \
+                        ike_proposals, esp_proposals, allow_weak, ike_lifetime, esp_lifetime, \
+                        dpd, nat_traversal, esp, spi_out, spi_in, key_out_file, key_in_file";
+        assert_eq!(
             error("[ipsec.fritzbox]\nremote = \"203.0.113.1\"\n"),
-            "/etc/vpn-ctl/vpn.toml:1:2: unknown field `ipsec` at the top level\n  \
-             help: the fields accepted here: router, wireguard"
+            format!(
+                "/etc/vpn-ctl/vpn.toml:2:1: unknown field `remote` in [ipsec.fritzbox]\n  \
+                 help: did you mean `remote_gateway`?; the fields accepted here: {accepted}"
+            )
+        );
+        assert_eq!(
+            error("[ipsec.fritzbox]\nleftsubnet = \"192.168.2.0/24\"\n"),
+            format!(
+                "/etc/vpn-ctl/vpn.toml:2:1: unknown field `leftsubnet` in [ipsec.fritzbox]\n  \
+                 help: did you mean `local_subnets`?; the fields accepted here: {accepted}"
+            )
+        );
+        // `psk` in a peer is the WireGuard preshared key, in a site the IPsec one.
+        assert_eq!(
+            error("[ipsec.fritzbox]\npsk = \"VPNPassword\"\n"),
+            format!(
+                "/etc/vpn-ctl/vpn.toml:2:1: unknown field `psk` in [ipsec.fritzbox]\n  \
+                 help: did you mean `psk_file`?; vpn-ctl reads keys from files of mode 0600, \
+                 never from this file: psk_file = \"...\"; the fields accepted here: {accepted}"
+            )
+        );
+        assert_eq!(
+            error("[ipsec.fritzbox]\nlisten_port = 500\n"),
+            format!(
+                "/etc/vpn-ctl/vpn.toml:2:1: unknown field `listen_port` in [ipsec.fritzbox]\n  \
+                 help: `listen_port` belongs in the interface's table [wireguard.wg0]; the \
+                 fields accepted here: {accepted}"
+            )
+        );
+        assert_eq!(
+            error("[wireguard.wg0]\nremote_gateway = \"right.domain.com\"\n"),
+            "/etc/vpn-ctl/vpn.toml:2:1: unknown field `remote_gateway` in [wireguard.wg0]\n  \
+             help: `remote_gateway` belongs in an IPsec site's table, e.g. [ipsec.fritzbox]; the \
+             fields accepted here: private_key_file, listen_port, addresses, mtu, fwmark, \
+             public_endpoint, client_dns, peers"
+        );
+    }
+
+    #[test]
+    fn site_fields_of_the_wrong_type() {
+        assert_eq!(
+            error("[ipsec]\nfritzbox = \"right.domain.com\"\n"),
+            "/etc/vpn-ctl/vpn.toml:2:12: site fritzbox must be a table, not the string \
+             \"right.domain.com\"\n  help: each IPsec site is a table: write its fields under \
+             an [ipsec.fritzbox] header"
+        );
+        assert_eq!(
+            error("[ipsec.fritzbox]\nremote_subnets = \"192.168.1.0/24\"\n"),
+            "/etc/vpn-ctl/vpn.toml:2:18: `remote_subnets` must be an array, not the string \
+             \"192.168.1.0/24\"\n  help: write it like this: remote_subnets = \
+             [\"192.168.1.0/24\"]"
+        );
+        assert_eq!(
+            error("[ipsec.office]\nspi_out = \"0x1001\"\n"),
+            "/etc/vpn-ctl/vpn.toml:2:11: `spi_out` must be an integer, not the string \
+             \"0x1001\"\n  help: write it like this: spi_out = 0x1001"
+        );
+        assert_eq!(
+            error("[ipsec.fritzbox]\nnat_traversal = \"yes\"\n"),
+            "/etc/vpn-ctl/vpn.toml:2:17: `nat_traversal` must be true or false, not the string \
+             \"yes\"\n  help: write it like this: nat_traversal = true"
+        );
+        assert_eq!(
+            error("[ipsec.fritzbox]\ndpd = \"30s\"\n"),
+            "/etc/vpn-ctl/vpn.toml:2:7: `dpd` must be an integer, not the string \"30s\"\n  \
+             help: write it like this: dpd = 30"
         );
     }
 
@@ -625,22 +838,27 @@ mod tests {
             let (_, list) = e.message().split_once(", expected").unwrap();
             backquoted(list)
         };
-        assert_eq!(accepted("zzz = 1"), ["router", "wireguard"]);
+        assert_eq!(accepted("zzz = 1"), ["router", "wireguard", "ipsec"]);
         assert_eq!(accepted("[router]\nzzz = 1"), ROUTER_FIELDS);
         assert_eq!(accepted("[wireguard.wg0]\nzzz = 1"), INTERFACE_FIELDS);
         assert_eq!(accepted("[[wireguard.wg0.peers]]\nzzz = 1"), PEER_FIELDS);
+        assert_eq!(accepted("[ipsec.fritzbox]\nzzz = 1"), SITE_FIELDS);
         for (field, _) in EXAMPLES {
             assert!(
                 [
-                    &["router", "wireguard"],
+                    &["router", "wireguard", "ipsec"],
                     ROUTER_FIELDS,
                     INTERFACE_FIELDS,
-                    PEER_FIELDS
+                    PEER_FIELDS,
+                    SITE_FIELDS
                 ]
                 .iter()
                 .any(|fields| fields.contains(field)),
                 "{field}"
             );
+        }
+        for field in SITE_FIELDS {
+            assert!(EXAMPLES.iter().any(|(f, _)| f == field), "{field}");
         }
     }
 

@@ -12,6 +12,7 @@ use std::{
     ops::Range,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use ipnet::IpNet;
@@ -19,7 +20,11 @@ use toml::Spanned;
 
 use super::{
     Config, Diagnostic, Endpoint, Error, Peer, Router, WgInterface,
-    file::{Raw, RawInterface, RawPeer, RawRouter},
+    file::{Raw, RawInterface, RawPeer, RawRouter, RawSite},
+    ipsec::{
+        self, AlgorithmKind, Gateway, Identity, IkeKeying, IkeVersion, IpsecSite, Keying, Proposal,
+        ProposalError, ProposalFor, SecretBytes, StaticAead, StaticKeying, WEAK_ALGORITHMS,
+    },
 };
 use crate::key::{PublicKey, Secret};
 
@@ -31,6 +36,16 @@ const MTU_MIN_IPV6: i64 = 1280;
 const MTU_MIN_IPV4: i64 = 576;
 /// A key file is 45 bytes; anything much longer is not one, and is not read further.
 const KEY_FILE_READ_MAX: u64 = 256;
+/// A pre-shared key file is a line of text; one this long is something else.
+const PSK_FILE_READ_MAX: u64 = 1024;
+/// The longest IPsec site name (it names the strongSwan connection and the FRITZ!Box's).
+const SITE_NAME_MAX: usize = 32;
+/// SPIs 1-255 are reserved by IANA (RFC 4303 §2.1); 0 means "no SA".
+const SPI_MIN: u32 = 0x100;
+/// The range of `ike_lifetime` and `esp_lifetime`, seconds: a minute to a week.
+const LIFETIME_RANGE: std::ops::RangeInclusive<i64> = 60..=604_800;
+/// The longest `dpd` interval, seconds.
+const DPD_MAX: i64 = 3600;
 
 pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Error> {
     let mut v = Validator {
@@ -44,6 +59,9 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
         ports: Vec::new(),
         public_keys: HashMap::new(),
         newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
+        wg_subnets: Vec::new(),
+        remote_subnets: Vec::new(),
+        spis: Vec::new(),
     };
     let router = v.router(raw.router.unwrap_or_default());
     let mut interfaces: Vec<_> = raw.wireguard.unwrap_or_default().into_iter().collect();
@@ -52,12 +70,18 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
         .into_iter()
         .filter_map(|(name, iface)| v.interface(name, iface))
         .collect();
+    let mut sites: Vec<_> = raw.ipsec.unwrap_or_default().into_iter().collect();
+    sites.sort_by_key(|(name, _)| name.span().start);
+    let ipsec: Vec<IpsecSite> = sites
+        .into_iter()
+        .filter_map(|(name, site)| v.site(name, site, &router.lan))
+        .collect();
     if v.diagnostics.is_empty() {
         Ok(Config {
             path: path.to_path_buf(),
             router,
             wireguard,
-            ipsec: Vec::new(),
+            ipsec,
         })
     } else {
         let mut diagnostics = v.diagnostics;
@@ -79,6 +103,35 @@ struct Validator<'a> {
     /// Byte offsets of the text's newlines, so that a line number costs a binary search
     /// (a 10,000-peer file asks for one per peer).
     newlines: Vec<usize>,
+    /// The WireGuard interfaces' subnets, with the interface's name.
+    wg_subnets: Vec<(IpNet, String)>,
+    /// IPsec sites' remote subnets so far: a network is reachable through one tunnel only.
+    remote_subnets: Vec<SubnetClaim>,
+    /// SPIs of static sites so far: value, whose ("site office's spi_out"), line.
+    spis: Vec<(u32, String, usize)>,
+}
+
+/// A remote subnet of an IPsec site.
+struct SubnetClaim {
+    net: IpNet,
+    site: String,
+    line: usize,
+}
+
+/// The two keying modes, before their fields are checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyingMode {
+    Ike,
+    Static,
+}
+
+impl KeyingMode {
+    fn name(self) -> &'static str {
+        match self {
+            KeyingMode::Ike => "ike",
+            KeyingMode::Static => "static",
+        }
+    }
 }
 
 /// The parts of an interface its peers are checked against.
@@ -127,6 +180,24 @@ impl Claims {
             self.networks.push(claim);
         }
     }
+}
+
+/// What a secret file is, for the messages about it.
+struct SecretFileKind<'a> {
+    field: &'a str,
+    /// A file name for examples.
+    example: &'a str,
+    /// The shell command that prints a new one.
+    make: &'a str,
+    /// What the file holds: "one key".
+    holds: &'a str,
+}
+
+/// A secret file as read: its first bytes and its permission bits.
+struct SecretFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    mode: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -223,6 +294,8 @@ impl Validator<'_> {
             .iter()
             .filter_map(|address| self.interface_address(&name, address))
             .collect();
+        self.wg_subnets
+            .extend(addresses.iter().map(|a| (a.trunc(), name.clone())));
         let mtu = raw
             .mtu
             .as_ref()
@@ -271,12 +344,55 @@ impl Validator<'_> {
 
     /// Reads and checks a key file: readable, one key, mode 0600 or stricter.
     fn key_file(&mut self, value: &Spanned<String>, kind: KeyKind) -> Option<(Secret, PathBuf)> {
-        let field = kind.field();
+        let file = self.read_secret_file(
+            value,
+            &SecretFileKind {
+                field: kind.field(),
+                example: "wg0.key",
+                make: kind.generate(),
+                holds: "one key",
+            },
+            KEY_FILE_READ_MAX,
+        )?;
+        let key = std::str::from_utf8(&file.bytes)
+            .ok()
+            .and_then(|s| s.parse::<Secret>().ok());
+        if key.is_none() {
+            self.error(
+                value.span(),
+                format!("{} does not hold a WireGuard key", file.path.display()),
+                format!(
+                    "a key file holds one key of 44 base64 characters, as `{}` prints it; \
+                     write a new one with `{} > {}`",
+                    kind.generate(),
+                    kind.generate(),
+                    shell_quote(&file.path)
+                ),
+            );
+        }
+        if !self.owner_only(value, &file) {
+            return None;
+        }
+        Some((key?, file.path))
+    }
+
+    /// Reads at most `limit` bytes of the secret file `value` names (relative to the
+    /// configuration's directory); an empty name or an unreadable file is reported.
+    fn read_secret_file(
+        &mut self,
+        value: &Spanned<String>,
+        kind: &SecretFileKind<'_>,
+        limit: u64,
+    ) -> Option<SecretFile> {
+        let field = kind.field;
         if value.get_ref().is_empty() {
             self.error(
                 value.span(),
                 format!("{field} is empty"),
-                format!("name the file that holds the key, e.g. {field} = \"wg0.key\""),
+                format!(
+                    "name the file that holds the key, e.g. {field} = \"{}\"",
+                    kind.example
+                ),
             );
             return None;
         }
@@ -284,63 +400,60 @@ impl Validator<'_> {
         let shown = shell_quote(&path);
         let mut bytes = Vec::new();
         let read = File::open(&path).and_then(|mut file| {
-            file.by_ref()
-                .take(KEY_FILE_READ_MAX)
-                .read_to_end(&mut bytes)?;
+            file.by_ref().take(limit).read_to_end(&mut bytes)?;
             file.metadata()
         });
-        let metadata = match read {
-            Ok(metadata) => metadata,
+        match read {
+            Ok(metadata) => Some(SecretFile {
+                path,
+                bytes,
+                mode: metadata.permissions().mode() & 0o7777,
+            }),
             Err(e) => {
                 let help = match e.kind() {
                     std::io::ErrorKind::NotFound => format!(
                         "create it with `(umask 077; {} > {shown})`, or correct the path \
                          (relative paths start at {})",
-                        kind.generate(),
+                        kind.make,
                         self.dir.display()
                     ),
                     std::io::ErrorKind::PermissionDenied => {
                         "run vpn-ctl as root: key files are readable by their owner only"
                             .to_string()
                     }
-                    _ => format!("{field} must name a readable file that holds one key"),
+                    _ => format!(
+                        "{field} must name a readable file that holds {}",
+                        kind.holds
+                    ),
                 };
                 self.error(
                     value.span(),
                     format!("cannot read {}: {e}", path.display()),
                     help,
                 );
-                return None;
+                None
             }
-        };
-        let key = std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|s| s.parse::<Secret>().ok());
-        if key.is_none() {
-            self.error(
-                value.span(),
-                format!("{} does not hold a WireGuard key", path.display()),
-                format!(
-                    "a key file holds one key of 44 base64 characters, as `{}` prints it; \
-                     write a new one with `{} > {shown}`",
-                    kind.generate(),
-                    kind.generate()
-                ),
-            );
         }
-        let mode = metadata.permissions().mode() & 0o7777;
+    }
+
+    /// Whether only the secret file's owner may access it; if not, says how to fix it.
+    fn owner_only(&mut self, value: &Spanned<String>, file: &SecretFile) -> bool {
+        let mode = file.mode;
         if mode & 0o077 != 0 {
             self.error(
                 value.span(),
                 format!(
                     "{} is accessible to other users (mode {mode:04o})",
-                    path.display()
+                    file.path.display()
                 ),
-                format!("`chmod 600 {shown}`: only its owner may read a key"),
+                format!(
+                    "`chmod 600 {}`: only its owner may read a key",
+                    shell_quote(&file.path)
+                ),
             );
-            return None;
+            return false;
         }
-        Some((key?, path))
+        true
     }
 
     fn listen_port(&mut self, iface: &str, port: &Spanned<i64>) -> Option<u16> {
@@ -762,6 +875,1211 @@ impl Validator<'_> {
                 ),
             );
         }
+    }
+}
+
+/// `[ipsec.NAME]`: IPsec site-to-site connections.
+impl Validator<'_> {
+    fn site(
+        &mut self,
+        name: Spanned<String>,
+        raw: Spanned<RawSite>,
+        lan: &[IpNet],
+    ) -> Option<IpsecSite> {
+        let header = raw.span();
+        let raw = raw.into_inner();
+        if let Some(problem) = site_name_problem(name.get_ref()) {
+            self.error(
+                name.span(),
+                format!("site name {problem}"),
+                format!(
+                    "use at most {SITE_NAME_MAX} letters, digits, '_', '.' or '-', e.g. \
+                     [ipsec.fritzbox]"
+                ),
+            );
+        }
+        let name = name.into_inner();
+        let keying_help = "use keying = \"ike\" to have strongSwan negotiate the keys (with a \
+                           FRITZ!Box or any other IKE router), or keying = \"static\" for \
+                           fixed keys from files between two Linux routers";
+        let mode = match &raw.keying {
+            None => {
+                self.error(
+                    header.clone(),
+                    format!("site {name} has no keying"),
+                    keying_help,
+                );
+                None
+            }
+            Some(keying) => match keying.get_ref().trim() {
+                "ike" => Some(KeyingMode::Ike),
+                "static" => Some(KeyingMode::Static),
+                other => {
+                    self.error(
+                        keying.span(),
+                        format!("keying {other:?} is neither \"ike\" nor \"static\""),
+                        keying_help,
+                    );
+                    None
+                }
+            },
+        };
+        if let Some(mode) = mode {
+            self.fields_of_the_other_keying(&name, mode, &raw);
+        }
+
+        let local_gateway = raw
+            .local_gateway
+            .as_ref()
+            .and_then(|g| self.gateway(g, "local_gateway"));
+        let remote_gateway = match &raw.remote_gateway {
+            None => {
+                self.error(
+                    header.clone(),
+                    format!("site {name} has no remote_gateway"),
+                    "add the other router's public address or DNS name, e.g. remote_gateway \
+                     = \"right.domain.com\"",
+                );
+                None
+            }
+            Some(g) => self.gateway(g, "remote_gateway"),
+        };
+        if let (Some(Gateway::Address(local)), Some(Gateway::Address(remote)), Some(value)) =
+            (&local_gateway, &remote_gateway, &raw.remote_gateway)
+            && local.is_ipv4() != remote.is_ipv4()
+        {
+            self.error(
+                value.span(),
+                format!(
+                    "remote_gateway {remote} is {}, local_gateway {local} is {}",
+                    family(remote),
+                    family(local)
+                ),
+                "a tunnel's two ends speak the same IP version: give both gateways IPv4 \
+                 addresses, or both IPv6",
+            );
+        }
+
+        let local_subnets = self.subnets(&name, &header, raw.local_subnets.as_ref(), Side::Local);
+        let remote_subnets =
+            self.subnets(&name, &header, raw.remote_subnets.as_ref(), Side::Remote);
+        self.remote_subnet_overlaps(&name, &local_subnets, &remote_subnets, lan);
+        self.subnet_families(&name, &local_subnets, &remote_subnets);
+        let local_subnets: Vec<IpNet> = local_subnets.into_iter().map(|(net, _)| net).collect();
+        let remote_subnets: Vec<IpNet> = remote_subnets.into_iter().map(|(net, _)| net).collect();
+        let watchdog_probe = raw
+            .watchdog_probe
+            .as_ref()
+            .and_then(|probe| self.watchdog_probe(&name, probe, &remote_subnets));
+
+        let keying = match mode? {
+            KeyingMode::Static => Keying::Static(self.static_keying(
+                &name,
+                &header,
+                &raw,
+                local_gateway.as_ref(),
+                remote_gateway.as_ref(),
+            )?),
+            KeyingMode::Ike => {
+                Keying::Ike(self.ike_keying(&name, &header, &raw, local_gateway.as_ref())?)
+            }
+        };
+        Some(IpsecSite {
+            name,
+            local_gateway,
+            remote_gateway: remote_gateway?,
+            local_subnets,
+            remote_subnets,
+            keying,
+            watchdog_probe,
+        })
+    }
+
+    /// Fields that only the other keying mode has are errors that name the right one.
+    fn fields_of_the_other_keying(&mut self, name: &str, mode: KeyingMode, raw: &RawSite) {
+        let list = |v: &Option<Spanned<Vec<Spanned<String>>>>| v.as_ref().map(Spanned::span);
+        let string = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
+        let integer = |v: &Option<Spanned<i64>>| v.as_ref().map(Spanned::span);
+        let foreign: Vec<(&str, Option<Range<usize>>)> = match mode {
+            KeyingMode::Static => vec![
+                ("local_id", string(&raw.local_id)),
+                ("remote_id", string(&raw.remote_id)),
+                ("psk_file", string(&raw.psk_file)),
+                ("ike_version", string(&raw.ike_version)),
+                ("ike_proposals", list(&raw.ike_proposals)),
+                ("esp_proposals", list(&raw.esp_proposals)),
+                ("allow_weak", list(&raw.allow_weak)),
+                ("ike_lifetime", integer(&raw.ike_lifetime)),
+                ("esp_lifetime", integer(&raw.esp_lifetime)),
+                ("dpd", integer(&raw.dpd)),
+                (
+                    "nat_traversal",
+                    raw.nat_traversal.as_ref().map(Spanned::span),
+                ),
+            ],
+            KeyingMode::Ike => vec![
+                ("esp", string(&raw.esp)),
+                ("spi_out", integer(&raw.spi_out)),
+                ("spi_in", integer(&raw.spi_in)),
+                ("key_out_file", string(&raw.key_out_file)),
+                ("key_in_file", string(&raw.key_in_file)),
+            ],
+        };
+        for (field, span) in foreign {
+            let Some(span) = span else { continue };
+            let (other, help) = match mode {
+                KeyingMode::Static => (
+                    KeyingMode::Ike,
+                    format!(
+                        "static keying installs fixed keys from key_out_file and key_in_file \
+                         and negotiates nothing: remove {field}, or set keying = \"ike\""
+                    ),
+                ),
+                KeyingMode::Ike if field == "esp" => (
+                    KeyingMode::Static,
+                    "with IKE, ESP's algorithms are negotiated: write them as proposals, e.g. \
+                     esp_proposals = [\"aes256gcm16-ecp256\"], or set keying = \"static\""
+                        .to_string(),
+                ),
+                KeyingMode::Ike => (
+                    KeyingMode::Static,
+                    format!(
+                        "with IKE, keys and SPIs are negotiated: remove {field}, or set keying \
+                         = \"static\""
+                    ),
+                ),
+            };
+            self.error(
+                span,
+                format!(
+                    "`{field}` is for keying = \"{}\", but site {name} has keying = \"{}\"",
+                    other.name(),
+                    mode.name()
+                ),
+                help,
+            );
+        }
+    }
+
+    /// A gateway: an address, or a DNS name (resolved when applied, never here).
+    fn gateway(&mut self, value: &Spanned<String>, field: &str) -> Option<Gateway> {
+        let text = value.get_ref().trim();
+        if let Ok(addr) = text.parse::<IpAddr>() {
+            return Some(Gateway::Address(addr));
+        }
+        let Some(problem) = hostname_problem(text) else {
+            return Some(Gateway::Name(text.to_string()));
+        };
+        let example = match field {
+            "local_gateway" => "local_gateway = \"left.domain.com\"",
+            _ => "remote_gateway = \"right.domain.com\"",
+        };
+        let unbracketed = text.strip_prefix('[').and_then(|t| t.strip_suffix(']'));
+        let help = if let Some(v6) = unbracketed.filter(|t| t.parse::<IpAddr>().is_ok()) {
+            format!("write IPv6 addresses without brackets: {field} = \"{v6}\"")
+        } else if let Some((host, port)) = text.rsplit_once(':')
+            && port.parse::<u16>().is_ok()
+            && (host.parse::<IpAddr>().is_ok() || hostname_problem(host).is_none())
+        {
+            format!("leave the port out (IKE uses UDP ports 500 and 4500): {field} = \"{host}\"")
+        } else {
+            let whose = match field {
+                "local_gateway" => "this router's",
+                _ => "the other router's",
+            };
+            format!("write {whose} public IP address or DNS name, e.g. {example}")
+        };
+        self.error(
+            value.span(),
+            format!("{field} {text:?} is not an IP address or a DNS name: {problem}"),
+            help,
+        );
+        None
+    }
+
+    /// An IKE identity: a DNS name (FQDN) or an address.
+    fn identity(&mut self, value: &Spanned<String>, field: &str) -> Option<Identity> {
+        let text = value.get_ref().trim();
+        if let Ok(addr) = text.parse::<IpAddr>() {
+            return Some(Identity::Address(addr));
+        }
+        if let Some(name) = text.strip_prefix('@') {
+            self.error(
+                value.span(),
+                format!("{field} {text:?} starts with '@'"),
+                format!(
+                    "write the name without it: {field} = \"{name}\" (in strongSwan's files '@' \
+                     means \"a name, not to be resolved\"; vpn-ctl always sends a name as an \
+                     FQDN identity)"
+                ),
+            );
+            return None;
+        }
+        match hostname_problem(text) {
+            None => Some(Identity::Fqdn(text.to_string())),
+            Some(problem) => {
+                self.error(
+                    value.span(),
+                    format!("{field} {text:?} is not a DNS name or an IP address: {problem}"),
+                    "an identity is a DNS name (FQDN) such as \"left.domain.com\", or an IP \
+                     address, and must match what the other side has configured",
+                );
+                None
+            }
+        }
+    }
+
+    /// `local_subnets` or `remote_subnets`: one prefix or more, each with its span.
+    fn subnets(
+        &mut self,
+        name: &str,
+        header: &Range<usize>,
+        value: Option<&Spanned<Vec<Spanned<String>>>>,
+        side: Side,
+    ) -> Vec<(IpNet, Range<usize>)> {
+        let field = side.field();
+        let help = match side {
+            Side::Local => {
+                "list the networks behind this router that the tunnel joins, e.g. \
+                 local_subnets = [\"192.168.2.0/24\"]"
+            }
+            Side::Remote => {
+                "list the networks behind the other router, e.g. remote_subnets = \
+                 [\"192.168.1.0/24\"]"
+            }
+        };
+        match value {
+            None => {
+                self.error(header.clone(), format!("site {name} has no {field}"), help);
+                Vec::new()
+            }
+            Some(list) if list.get_ref().is_empty() => {
+                self.error(list.span(), format!("{field} is empty"), help);
+                Vec::new()
+            }
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .filter_map(|v| Some((self.network(v)?, v.span())))
+                .collect(),
+        }
+    }
+
+    /// A remote subnet must not overlap the site's local ones, this router's LAN, a
+    /// WireGuard subnet, or another remote subnet: the router could not tell where an
+    /// address in both belongs.
+    fn remote_subnet_overlaps(
+        &mut self,
+        name: &str,
+        local: &[(IpNet, Range<usize>)],
+        remote: &[(IpNet, Range<usize>)],
+        lan: &[IpNet],
+    ) {
+        let overlaps = |a: &IpNet, b: &IpNet| a.contains(b) || b.contains(a);
+        for (net, span) in remote {
+            let line = self.line(span);
+            let wg = self
+                .wg_subnets
+                .iter()
+                .find(|(s, _)| overlaps(s, net))
+                .cloned();
+            let claim = self
+                .remote_subnets
+                .iter()
+                .find(|c| overlaps(&c.net, net))
+                .map(|c| (c.net, c.site.clone(), c.line));
+            let problem = if let Some((l, _)) = local.iter().find(|(l, _)| overlaps(l, net)) {
+                Some((
+                    format!("remote subnet {net} overlaps the local subnet {l}"),
+                    "local_subnets are the networks behind this router, remote_subnets those \
+                     behind the other one; a network cannot be on both sides (are the two \
+                     swapped?)"
+                        .to_string(),
+                ))
+            } else if let Some(l) = lan.iter().find(|l| overlaps(l, net)) {
+                Some((
+                    format!("remote subnet {net} overlaps this router's LAN {l} ([router] lan)"),
+                    "both sides would use the same addresses, and the router could not tell \
+                     which side an address is on: renumber one of the two LANs"
+                        .to_string(),
+                ))
+            } else if let Some((w, iface)) = wg {
+                Some((
+                    format!("remote subnet {net} overlaps {iface}'s subnet {w}"),
+                    format!(
+                        "addresses there would belong both to the tunnel and to {iface}: give \
+                         the other site's network and {iface} separate ranges"
+                    ),
+                ))
+            } else if let Some((other, site, other_line)) = claim {
+                if site == name {
+                    Some((
+                        format!(
+                            "remote subnet {net} overlaps {other}, listed before (line \
+                             {other_line})"
+                        ),
+                        "list each network once".to_string(),
+                    ))
+                } else {
+                    Some((
+                        format!(
+                            "remote subnet {net} overlaps {other} of site {site} (line \
+                             {other_line})"
+                        ),
+                        "a network is reachable through one tunnel only: give each site's \
+                         remote_subnets their own ranges"
+                            .to_string(),
+                    ))
+                }
+            } else {
+                None
+            };
+            if let Some((message, help)) = problem {
+                self.error(span.clone(), message, help);
+            }
+            self.remote_subnets.push(SubnetClaim {
+                net: *net,
+                site: name.to_string(),
+                line,
+            });
+        }
+    }
+
+    /// Traffic flows between a local and a remote subnet of the same IP version: a subnet
+    /// with no partner on the other side would carry nothing.
+    fn subnet_families(
+        &mut self,
+        name: &str,
+        local: &[(IpNet, Range<usize>)],
+        remote: &[(IpNet, Range<usize>)],
+    ) {
+        if local.is_empty() || remote.is_empty() {
+            return;
+        }
+        for (side, own, other) in [(Side::Local, local, remote), (Side::Remote, remote, local)] {
+            for (net, span) in own {
+                let v4 = net.addr().is_ipv4();
+                if other.iter().all(|(o, _)| o.addr().is_ipv4() != v4) {
+                    let version = if v4 { "IPv4" } else { "IPv6" };
+                    let other_field = side.other().field();
+                    self.error(
+                        span.clone(),
+                        format!(
+                            "{} subnet {net} is {version}, but site {name} has no {version} \
+                             {other_field}",
+                            side.word()
+                        ),
+                        format!(
+                            "traffic flows between a local and a remote subnet of the same IP \
+                             version: add an {version} network to {other_field}, or remove \
+                             this one"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn watchdog_probe(
+        &mut self,
+        name: &str,
+        value: &Spanned<String>,
+        remote: &[IpNet],
+    ) -> Option<IpAddr> {
+        let example = remote
+            .first()
+            .map_or("192.168.1.1".parse().expect("an address"), first_host);
+        let Ok(addr) = value.get_ref().trim().parse::<IpAddr>() else {
+            self.error(
+                value.span(),
+                format!("watchdog_probe {:?} is not an IP address", value.get_ref()),
+                format!(
+                    "name an address behind the other router that answers ping, e.g. its LAN \
+                     address: watchdog_probe = \"{example}\""
+                ),
+            );
+            return None;
+        };
+        if !remote.is_empty() && !remote.iter().any(|net| net.contains(&addr)) {
+            let listed: Vec<String> = remote.iter().map(IpNet::to_string).collect();
+            self.error(
+                value.span(),
+                format!(
+                    "watchdog_probe {addr} is outside the remote subnets of site {name} ({})",
+                    listed.join(", ")
+                ),
+                format!(
+                    "the watchdog pings through the tunnel, so the address must be behind the \
+                     other router, e.g. watchdog_probe = \"{example}\""
+                ),
+            );
+        }
+        Some(addr)
+    }
+
+    fn static_keying(
+        &mut self,
+        name: &str,
+        header: &Range<usize>,
+        raw: &RawSite,
+        local_gateway: Option<&Gateway>,
+        remote_gateway: Option<&Gateway>,
+    ) -> Option<StaticKeying> {
+        // The kernel's SAs are bound to the two addresses.
+        match (&raw.local_gateway, local_gateway) {
+            (None, _) => self.error(
+                header.clone(),
+                format!("site {name} has no local_gateway"),
+                "static keying needs this router's public address: add e.g. local_gateway = \
+                 \"198.51.100.1\"",
+            ),
+            (Some(value), Some(Gateway::Name(host))) => {
+                self.static_gateway_is_a_name(value, "local_gateway", host)
+            }
+            _ => {}
+        }
+        if let (Some(value), Some(Gateway::Name(host))) = (&raw.remote_gateway, remote_gateway) {
+            self.static_gateway_is_a_name(value, "remote_gateway", host);
+        }
+
+        let esp = match &raw.esp {
+            None => {
+                self.error(
+                    header.clone(),
+                    format!("site {name} has no esp"),
+                    "static keying uses one AEAD both ways: add esp = \"aes256gcm16\" (or \
+                     \"aes128gcm16\")",
+                );
+                None
+            }
+            Some(value) => {
+                let aead = StaticAead::from_name(value.get_ref().trim());
+                if aead.is_none() {
+                    self.error(
+                        value.span(),
+                        format!(
+                            "esp {:?} is not an algorithm static keying offers",
+                            value.get_ref()
+                        ),
+                        "use esp = \"aes256gcm16\" or \"aes128gcm16\" (AES-GCM with a 16-byte \
+                         ICV, the kernel's rfc4106(gcm(aes)))",
+                    );
+                }
+                aead
+            }
+        };
+
+        let spi_out = self.spi(name, header, raw.spi_out.as_ref(), "spi_out");
+        let spi_in = self.spi(name, header, raw.spi_in.as_ref(), "spi_in");
+        match (spi_out, spi_in, &raw.spi_in) {
+            (Some(out), Some(inbound), Some(value)) if out == inbound => {
+                let other = if out == u32::MAX { SPI_MIN } else { out + 1 };
+                self.error(
+                    value.span(),
+                    format!("spi_in {out:#x} is the same as spi_out"),
+                    format!(
+                        "each direction needs its own SPI, e.g. spi_in = {other:#x}; the other \
+                         router has them swapped (its spi_out is this spi_in)"
+                    ),
+                );
+                self.claim_spi(name, "spi_out", raw.spi_out.as_ref(), out);
+            }
+            _ => {
+                if let Some(out) = spi_out {
+                    self.claim_spi(name, "spi_out", raw.spi_out.as_ref(), out);
+                }
+                if let Some(inbound) = spi_in {
+                    self.claim_spi(name, "spi_in", raw.spi_in.as_ref(), inbound);
+                }
+            }
+        }
+
+        let key_out = self.static_key(name, header, raw.key_out_file.as_ref(), "key_out_file", esp);
+        let key_in = self.static_key(name, header, raw.key_in_file.as_ref(), "key_in_file", esp);
+        if let (Some((out, out_path)), Some((inbound, in_path)), Some(value)) =
+            (&key_out, &key_in, &raw.key_in_file)
+            && out == inbound
+        {
+            let len = esp.map_or(StaticAead::Aes256Gcm16.key_len(), StaticAead::key_len);
+            let make = make_static_key(len);
+            let help = if out_path == in_path {
+                let example = format!("{name}-in.key");
+                format!(
+                    "each direction needs its own key (AES-GCM with one key both ways repeats \
+                     nonces, which breaks it): make a second one with `(umask 077; {make} > \
+                     {})` and set key_in_file = \"{example}\"",
+                    shell_quote(&self.dir.join(&example))
+                )
+            } else {
+                format!(
+                    "each direction needs its own key (AES-GCM with one key both ways repeats \
+                     nonces, which breaks it): make another with `(umask 077; {make} > {})`, \
+                     and give it to the other router as its key_out_file",
+                    shell_quote(in_path)
+                )
+            };
+            let message = if out_path == in_path {
+                "key_in_file is the same file as key_out_file"
+            } else {
+                "key_in_file holds the same key as key_out_file"
+            };
+            self.error(value.span(), message, help);
+            return None;
+        }
+
+        let ((key_out, key_out_file), (key_in, key_in_file)) = (key_out?, key_in?);
+        Some(StaticKeying {
+            esp: esp?,
+            spi_out: spi_out?,
+            spi_in: spi_in?,
+            key_out,
+            key_in,
+            key_out_file,
+            key_in_file,
+        })
+    }
+
+    fn static_gateway_is_a_name(&mut self, value: &Spanned<String>, field: &str, host: &str) {
+        self.error(
+            value.span(),
+            format!("{field} {host:?} is a DNS name, but static keying needs an address"),
+            format!(
+                "the kernel's SAs are bound to addresses: write the IP address, e.g. {field} = \
+                 \"{}\", or use keying = \"ike\", which follows DNS names",
+                if field == "local_gateway" {
+                    "198.51.100.1"
+                } else {
+                    "203.0.113.1"
+                }
+            ),
+        );
+    }
+
+    fn spi(
+        &mut self,
+        name: &str,
+        header: &Range<usize>,
+        value: Option<&Spanned<i64>>,
+        field: &str,
+    ) -> Option<u32> {
+        let example = if field == "spi_out" {
+            "spi_out = 0x1001"
+        } else {
+            "spi_in = 0x1002"
+        };
+        let Some(value) = value else {
+            let partner = if field == "spi_out" {
+                "spi_in"
+            } else {
+                "spi_out"
+            };
+            self.error(
+                header.clone(),
+                format!("site {name} has no {field}"),
+                format!(
+                    "add e.g. {example}: any number from 0x100 to 0xffffffff, the same as the \
+                     other router's {partner}"
+                ),
+            );
+            return None;
+        };
+        let number = *value.get_ref();
+        let problem = match u32::try_from(number) {
+            Err(_) => format!("{field} {number} does not fit in 32 bits"),
+            Ok(spi) if spi < SPI_MIN => {
+                format!("{field} {spi:#x} is below 0x100: SPIs 1-255 are reserved (RFC 4303)")
+            }
+            Ok(spi) => return Some(spi),
+        };
+        self.error(
+            value.span(),
+            problem,
+            format!("use a number from 0x100 to 0xffffffff, e.g. {example}"),
+        );
+        None
+    }
+
+    /// Every SPI of a static site must be unique on this router.
+    fn claim_spi(&mut self, name: &str, field: &str, value: Option<&Spanned<i64>>, spi: u32) {
+        let Some(value) = value else { return };
+        let line = self.line(&value.span());
+        if let Some((_, whose, other_line)) = self.spis.iter().find(|(s, ..)| *s == spi) {
+            let message = format!("{field} {spi:#x} is already {whose} (line {other_line})");
+            let free = (spi..=u32::MAX)
+                .chain(SPI_MIN..spi)
+                .find(|candidate| !self.spis.iter().any(|(s, ..)| s == candidate))
+                .unwrap_or(spi);
+            self.error(
+                value.span(),
+                message,
+                format!(
+                    "every SPI on this router must be different: pick another, e.g. {field} = \
+                     {free:#x} (and the same on the other router)"
+                ),
+            );
+        }
+        self.spis
+            .push((spi, format!("site {name}'s {field}"), line));
+    }
+
+    /// A static key file: hex (an optional `0x`, whitespace anywhere) of the AEAD's key
+    /// length, mode 0600.
+    fn static_key(
+        &mut self,
+        name: &str,
+        header: &Range<usize>,
+        value: Option<&Spanned<String>>,
+        field: &str,
+        esp: Option<StaticAead>,
+    ) -> Option<(SecretBytes, PathBuf)> {
+        let len = esp.map_or(StaticAead::Aes256Gcm16.key_len(), StaticAead::key_len);
+        let make = make_static_key(len);
+        let direction = if field == "key_out_file" { "out" } else { "in" };
+        let example = format!("{name}-{direction}.key");
+        let partner = if field == "key_out_file" {
+            "key_in_file"
+        } else {
+            "key_out_file"
+        };
+        let Some(value) = value else {
+            self.error(
+                header.clone(),
+                format!("site {name} has no {field}"),
+                format!(
+                    "add {field} = \"{example}\" and make the key with `(umask 077; {make} > \
+                     {})`; the other router uses the same file as its {partner}",
+                    shell_quote(&self.dir.join(&example))
+                ),
+            );
+            return None;
+        };
+        let kind = SecretFileKind {
+            field,
+            example: &example,
+            make: &make,
+            holds: "one key in hex",
+        };
+        let file = self.read_secret_file(value, &kind, KEY_FILE_READ_MAX)?;
+        let shown = shell_quote(&file.path);
+        let key = match hex_key(&file.bytes) {
+            Err(problem) => {
+                self.error(
+                    value.span(),
+                    format!("{} does not hold a hex key: {problem}", file.path.display()),
+                    format!(
+                        "a static key file holds {len} bytes as hex digits (a leading 0x and \
+                         whitespace are fine); make one with `(umask 077; {make} > {shown})` \
+                         and give the other router the same file as its {partner}"
+                    ),
+                );
+                None
+            }
+            Ok(key) if esp.is_some() && key.len() != len => {
+                self.error(
+                    value.span(),
+                    format!(
+                        "{} holds {} bytes, but {} needs {len} (a {}-byte key and a 4-byte \
+                         salt)",
+                        file.path.display(),
+                        key.len(),
+                        esp.map_or("", StaticAead::name),
+                        len - 4
+                    ),
+                    format!(
+                        "make a key of the right length with `(umask 077; {make} > {shown})` \
+                         and give the other router the same file as its {partner}"
+                    ),
+                );
+                None
+            }
+            Ok(key) => Some(SecretBytes::new(key)),
+        };
+        if !self.owner_only(value, &file) {
+            return None;
+        }
+        Some((key?, file.path))
+    }
+
+    fn ike_keying(
+        &mut self,
+        name: &str,
+        header: &Range<usize>,
+        raw: &RawSite,
+        local_gateway: Option<&Gateway>,
+    ) -> Option<IkeKeying> {
+        let version = match &raw.ike_version {
+            None => Some(IkeVersion::V2),
+            Some(value) => {
+                let version = IkeVersion::from_name(value.get_ref().trim());
+                if version.is_none() {
+                    self.error(
+                        value.span(),
+                        format!(
+                            "ike_version {:?} is not \"ikev2\", \"ikev1-main\" or \
+                             \"ikev1-aggressive\"",
+                            value.get_ref()
+                        ),
+                        "use \"ikev2\" unless the other side speaks only IKEv1; a FRITZ!Box's \
+                         LAN-to-LAN connection is \"ikev1-aggressive\"",
+                    );
+                }
+                version
+            }
+        };
+        let local_id = raw
+            .local_id
+            .as_ref()
+            .and_then(|id| self.identity(id, "local_id"));
+        let remote_id = raw
+            .remote_id
+            .as_ref()
+            .and_then(|id| self.identity(id, "remote_id"));
+        if let (Some(IkeVersion::V1Aggressive), None, Some(value)) =
+            (version, &raw.local_id, &raw.ike_version)
+        {
+            let example = match local_gateway {
+                Some(Gateway::Name(host)) => host.as_str(),
+                _ => "left.domain.com",
+            };
+            self.error(
+                value.span(),
+                "ikev1-aggressive needs a local_id",
+                format!(
+                    "in aggressive mode the other side picks the pre-shared key by the identity \
+                     this router sends: add local_id = \"{example}\", the name the other side \
+                     has for this router"
+                ),
+            );
+        }
+
+        let psk = match &raw.psk_file {
+            None => {
+                let file = self.dir.join(format!("{name}.psk"));
+                self.error(
+                    header.clone(),
+                    format!("site {name} has no psk_file"),
+                    format!(
+                        "add psk_file = \"{name}.psk\" and put the pre-shared key both sides \
+                         use in it, or make one with `(umask 077; vpn-ctl genpsk > {})`",
+                        shell_quote(&file)
+                    ),
+                );
+                None
+            }
+            Some(value) => self.psk(name, value),
+        };
+
+        let allowed = self.allow_weak(raw.allow_weak.as_ref());
+        let v = version.unwrap_or(IkeVersion::V2);
+        let ike_proposals =
+            self.proposals(raw.ike_proposals.as_ref(), ProposalFor::Ike, v, &allowed);
+        let esp_proposals =
+            self.proposals(raw.esp_proposals.as_ref(), ProposalFor::Esp, v, &allowed);
+        let ike_lifetime = self.lifetime(
+            raw.ike_lifetime.as_ref(),
+            "ike_lifetime",
+            ipsec::DEFAULT_IKE_LIFETIME,
+        );
+        let esp_lifetime = self.lifetime(
+            raw.esp_lifetime.as_ref(),
+            "esp_lifetime",
+            ipsec::DEFAULT_ESP_LIFETIME,
+        );
+        let dpd = match &raw.dpd {
+            None => Some(Some(ipsec::DEFAULT_DPD)),
+            Some(value) => match *value.get_ref() {
+                0 => Some(None),
+                seconds @ 1..=DPD_MAX => Some(Some(Duration::from_secs(seconds.unsigned_abs()))),
+                seconds => {
+                    self.error(
+                        value.span(),
+                        format!("dpd {seconds} is outside 0-{DPD_MAX} seconds"),
+                        "dpd = 30 checks every 30 seconds whether the other side still answers \
+                         (the default); dpd = 0 turns the check off",
+                    );
+                    None
+                }
+            },
+        };
+        let (psk, psk_file) = psk?;
+        Some(IkeKeying {
+            version: version?,
+            local_id,
+            remote_id,
+            psk,
+            psk_file,
+            ike_proposals: ike_proposals?,
+            esp_proposals: esp_proposals?,
+            ike_lifetime: ike_lifetime?,
+            esp_lifetime: esp_lifetime?,
+            dpd: dpd?,
+            nat_traversal: raw.nat_traversal.as_ref().is_none_or(|b| *b.get_ref()),
+        })
+    }
+
+    /// The pre-shared key: any text but empty, a trailing newline dropped.
+    fn psk(&mut self, name: &str, value: &Spanned<String>) -> Option<(SecretBytes, PathBuf)> {
+        let example = format!("{name}.psk");
+        let kind = SecretFileKind {
+            field: "psk_file",
+            example: &example,
+            make: "vpn-ctl genpsk",
+            holds: "the pre-shared key",
+        };
+        let file = self.read_secret_file(value, &kind, PSK_FILE_READ_MAX)?;
+        let shown = shell_quote(&file.path);
+        let problem = match std::str::from_utf8(&file.bytes) {
+            _ if file.bytes.len() as u64 >= PSK_FILE_READ_MAX => Some(format!(
+                "{} holds {PSK_FILE_READ_MAX} bytes or more, which is no pre-shared key",
+                file.path.display()
+            )),
+            Err(_) => Some(format!("{} does not hold text", file.path.display())),
+            Ok(text) if text.trim_end_matches(['\n', '\r']).is_empty() => {
+                Some(format!("{} is empty", file.path.display()))
+            }
+            Ok(_) => None,
+        };
+        if let Some(message) = &problem {
+            self.error(
+                value.span(),
+                message.clone(),
+                format!(
+                    "write the pre-shared key both sides use into it as one line of text, or \
+                     make one with `(umask 077; vpn-ctl genpsk > {shown})`"
+                ),
+            );
+        }
+        if !self.owner_only(value, &file) || problem.is_some() {
+            return None;
+        }
+        let text = String::from_utf8(file.bytes).expect("checked above");
+        let key = text.trim_end_matches(['\n', '\r']).as_bytes().to_vec();
+        Some((SecretBytes::new(key), file.path))
+    }
+
+    /// `allow_weak`: the weak algorithms the user accepts by name.
+    fn allow_weak(&mut self, value: Option<&Spanned<Vec<Spanned<String>>>>) -> Vec<&'static str> {
+        let mut allowed = Vec::new();
+        for name in value.map_or(&[][..], |v| v.get_ref().as_slice()) {
+            match WEAK_ALGORITHMS
+                .iter()
+                .find(|w| **w == name.get_ref().trim())
+            {
+                Some(weak) => allowed.push(*weak),
+                None => self.error(
+                    name.span(),
+                    format!(
+                        "allow_weak names {:?}, which is not a weak algorithm",
+                        name.get_ref()
+                    ),
+                    format!(
+                        "allow_weak takes the weak algorithms a proposal uses: {}",
+                        WEAK_ALGORITHMS.join(", ")
+                    ),
+                ),
+            }
+        }
+        allowed
+    }
+
+    /// `ike_proposals` or `esp_proposals`, or the version's default when left out.
+    fn proposals(
+        &mut self,
+        value: Option<&Spanned<Vec<Spanned<String>>>>,
+        kind: ProposalFor,
+        version: IkeVersion,
+        allowed: &[&'static str],
+    ) -> Option<Vec<String>> {
+        let (field, default) = match kind {
+            ProposalFor::Ike => ("ike_proposals", version.default_ike_proposal()),
+            ProposalFor::Esp => ("esp_proposals", version.default_esp_proposal()),
+        };
+        let Some(list) = value else {
+            return Some(vec![default.to_string()]);
+        };
+        if list.get_ref().is_empty() {
+            self.error(
+                list.span(),
+                format!("{field} is empty"),
+                format!(
+                    "list what the other side accepts, e.g. {field} = [\"{default}\"], or leave \
+                     {field} out for that default"
+                ),
+            );
+            return None;
+        }
+        let mut ok = true;
+        for value in list.get_ref() {
+            let text = value.get_ref().trim();
+            let problem = match Proposal::parse(text, kind) {
+                Err(e) => Some(proposal_problem(text, field, default, &e)),
+                Ok(p) if kind == ProposalFor::Ike && version != IkeVersion::V2 && p.aead => Some((
+                    format!(
+                        "{text:?} uses the AEAD {}, which IKEv1 cannot use for the IKE SA",
+                        p.encryption[0]
+                    ),
+                    format!(
+                        "use a cipher with an integrity algorithm, e.g. {field} = \
+                             [\"{default}\"] (ESP may use AEADs with IKEv1)"
+                    ),
+                )),
+                Ok(p) => {
+                    let refused: Vec<&str> = p
+                        .weak
+                        .iter()
+                        .copied()
+                        .filter(|w| !allowed.contains(w))
+                        .collect();
+                    (!refused.is_empty()).then(|| {
+                        let mut accept: Vec<&str> = allowed.to_vec();
+                        accept.extend(refused.iter().filter(|w| !allowed.contains(w)));
+                        let accept: Vec<String> =
+                            accept.iter().map(|w| format!("\"{w}\"")).collect();
+                        (
+                            format!(
+                                "{text:?} uses weak algorithm{} {}",
+                                if refused.len() > 1 { "s" } else { "" },
+                                refused.join(", ")
+                            ),
+                            format!(
+                                "these are breakable today; prefer e.g. \"{default}\". If the \
+                                 other side offers nothing better (many FRITZ!Box setups need \
+                                 modp1024 and sha1), accept them by name: allow_weak = [{}]",
+                                accept.join(", ")
+                            ),
+                        )
+                    })
+                }
+            };
+            if let Some((message, help)) = problem {
+                self.error(value.span(), message, help);
+                ok = false;
+            }
+        }
+        ok.then(|| {
+            list.get_ref()
+                .iter()
+                .map(|p| p.get_ref().trim().to_string())
+                .collect()
+        })
+    }
+
+    fn lifetime(
+        &mut self,
+        value: Option<&Spanned<i64>>,
+        field: &str,
+        default: Duration,
+    ) -> Option<Duration> {
+        let Some(value) = value else {
+            return Some(default);
+        };
+        let seconds = *value.get_ref();
+        if LIFETIME_RANGE.contains(&seconds) {
+            return Some(Duration::from_secs(seconds.unsigned_abs()));
+        }
+        self.error(
+            value.span(),
+            format!(
+                "{field} {seconds} is outside {}-{} seconds",
+                LIFETIME_RANGE.start(),
+                LIFETIME_RANGE.end()
+            ),
+            format!(
+                "e.g. {field} = {} (the default), or leave {field} out",
+                default.as_secs()
+            ),
+        );
+        None
+    }
+}
+
+/// Which end of the tunnel a subnet is on.
+#[derive(Clone, Copy)]
+enum Side {
+    Local,
+    Remote,
+}
+
+impl Side {
+    fn field(self) -> &'static str {
+        match self {
+            Side::Local => "local_subnets",
+            Side::Remote => "remote_subnets",
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Side::Local => "local",
+            Side::Remote => "remote",
+        }
+    }
+
+    fn other(self) -> Side {
+        match self {
+            Side::Local => Side::Remote,
+            Side::Remote => Side::Local,
+        }
+    }
+}
+
+/// The message and help for a proposal strongSwan would not take.
+fn proposal_problem(text: &str, field: &str, default: &str, e: &ProposalError) -> (String, String) {
+    let form = format!(
+        "write strongSwan's algorithm keywords joined by '-' (cipher-integrity-group), e.g. \
+         {field} = [\"{default}\"]"
+    );
+    match e {
+        ProposalError::Empty => (format!("an empty proposal in {field}"), form),
+        ProposalError::Unknown(keyword) => (
+            format!("{keyword:?} in proposal {text:?} is not an algorithm vpn-ctl knows"),
+            form,
+        ),
+        ProposalError::Misplaced(keyword, kind) => (
+            format!(
+                "{keyword:?} in proposal {text:?} is {}, which {} proposals do not have",
+                kind.describe(),
+                if field == "esp_proposals" {
+                    "ESP"
+                } else {
+                    "IKE"
+                }
+            ),
+            format!("remove {keyword:?} from it"),
+        ),
+        ProposalError::Missing(kind) => {
+            let help = match kind {
+                AlgorithmKind::Encryption | AlgorithmKind::Aead => {
+                    "add a cipher, e.g. aes256 (with an integrity algorithm) or aes256gcm16"
+                        .to_string()
+                }
+                AlgorithmKind::Integrity => format!(
+                    "add one, e.g. \"{}\", or use a cipher that includes it, such as \
+                     aes256gcm16",
+                    match text.split_once('-') {
+                        Some((cipher, rest)) => format!("{cipher}-sha256-{rest}"),
+                        None => format!("{text}-sha256"),
+                    }
+                ),
+                AlgorithmKind::KeyExchange => format!("add one, e.g. \"{text}-ecp256\""),
+                AlgorithmKind::Prf => "an AEAD cipher in IKE needs a pseudo-random function \
+                                       named: add e.g. prfsha256, as in \
+                                       \"aes256gcm16-prfsha256-ecp256\""
+                    .to_string(),
+                AlgorithmKind::Esn => form,
+            };
+            let what = kind.describe();
+            let what = what.split_once(' ').map_or(what, |(_, noun)| noun);
+            (format!("proposal {text:?} has no {what}"), help)
+        }
+        ProposalError::Mixed { aead, classic } => (
+            format!("proposal {text:?} mixes the AEAD {aead} with the cipher {classic}"),
+            "strongSwan cannot combine the two kinds in one proposal: write them as two \
+             proposals"
+                .to_string(),
+        ),
+    }
+}
+
+/// The shell command that prints a new static key of `len` bytes as hex.
+fn make_static_key(len: usize) -> String {
+    format!("head -c {len} /dev/urandom | od -An -tx1 | tr -d ' \\n'")
+}
+
+/// The bytes of a hex key file: an optional `0x`, whitespace anywhere.
+fn hex_key(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "it is not text".to_string())?;
+    let digits: String = text.split_whitespace().collect();
+    let digits = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+        .unwrap_or(&digits);
+    if digits.is_empty() {
+        return Err("it is empty".to_string());
+    }
+    if let Some(c) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(format!("{c:?} is not a hex digit"));
+    }
+    if digits.len() % 2 == 1 {
+        return Err(format!("{} hex digits are no whole bytes", digits.len()));
+    }
+    Ok((0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex digits"))
+        .collect())
+}
+
+/// Why `name` cannot be an IPsec site's name, as the end of a sentence about it.
+fn site_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("is empty".to_string());
+    }
+    let length = name.chars().count();
+    if length > SITE_NAME_MAX {
+        return Some(format!(
+            "{name:?} is {length} characters long; the most is {SITE_NAME_MAX}"
+        ));
+    }
+    name.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        .map(|c| format!("{name:?} contains {c:?}"))
+}
+
+/// Why `name` is not a DNS host name (RFC 1123: letters, digits and '-' in dot-separated
+/// labels of 1-63 characters, at most 253 in all), as the end of a sentence about it.
+fn hostname_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".to_string());
+    }
+    if name.len() > 253 {
+        return Some(format!(
+            "it is {} characters long; a DNS name has at most 253",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.')))
+    {
+        return Some(format!("it contains {c:?}"));
+    }
+    if name.ends_with('.') {
+        return Some("it ends with '.'".to_string());
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Some("it has an empty part between dots".to_string());
+        }
+        if label.len() > 63 {
+            return Some(format!("its part {label:?} is longer than 63 characters"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(format!("its part {label:?} starts or ends with '-'"));
+        }
+    }
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Some("a DNS name does not end in a number".to_string());
+    }
+    None
+}
+
+fn family(addr: &IpAddr) -> &'static str {
+    if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+/// The first address of `net` a host can have (the network address itself for /31, /32,
+/// /127 and /128).
+fn first_host(net: &IpNet) -> IpAddr {
+    if net.prefix_len() + 1 >= net.max_prefix_len() {
+        return net.network();
+    }
+    match net.network() {
+        IpAddr::V4(a) => IpAddr::from(Ipv4Addr::from(u32::from(a) + 1)),
+        IpAddr::V6(a) => IpAddr::from(Ipv6Addr::from(u128::from(a) + 1)),
     }
 }
 
@@ -1634,5 +2952,880 @@ mtu = 100
             shell_quote(Path::new("/etc/my keys/it's")),
             r"'/etc/my keys/it'\''s'"
         );
+    }
+
+    // [ipsec.NAME]
+
+    /// The seed's OpenWrt side: left = this router (192.168.2.0/24), right = the FRITZ!Box
+    /// (192.168.1.0/24), as its ipsec.conf and ipsec.secrets say.
+    const SEED: &str = r#"[router]
+wan = "eth0"
+lan = ["192.168.2.0/24"]
+
+[ipsec.fritzbox]
+keying = "ike"
+local_gateway = "left.domain.com"
+remote_gateway = "right.domain.com"
+local_subnets = ["192.168.2.0/24"]
+remote_subnets = ["192.168.1.0/24"]
+local_id = "left.domain.com"
+remote_id = "right.domain.com"
+psk_file = "fritzbox.psk"
+ike_version = "ikev1-aggressive"
+ike_proposals = ["aes256-sha1-modp1024"]
+esp_proposals = ["aes256-sha1-modp1024"]
+allow_weak = ["modp1024", "sha1"]
+ike_lifetime = 3600
+esp_lifetime = 28800
+dpd = 30
+nat_traversal = true
+watchdog_probe = "192.168.1.1"
+"#;
+
+    /// Two Linux routers with static keys; 11 lines.
+    const OFFICE: &str = r#"[ipsec.office]
+keying = "static"
+local_gateway = "198.51.100.1"
+remote_gateway = "203.0.113.1"
+local_subnets = ["192.168.2.0/24"]
+remote_subnets = ["192.168.3.0/24"]
+esp = "aes256gcm16"
+spi_out = 0x1001
+spi_in = 0x1002
+key_out_file = "office-out.key"
+key_in_file = "office-in.key"
+"#;
+
+    /// A fixture with the seed's pre-shared key and the office's two keys.
+    fn site_fixture() -> Fixture {
+        let fx = Fixture::new();
+        write(&fx.path("fritzbox.psk"), "VPNPassword\n", 0o600);
+        write(
+            &fx.path("office-out.key"),
+            &format!("0x{}\n", "11".repeat(36)),
+            0o600,
+        );
+        // od's layout, spread over lines, is fine too.
+        let spaced: Vec<String> = (0..36).map(|i| format!(" {:02x}", 0x80 + i)).collect();
+        write(
+            &fx.path("office-in.key"),
+            &format!("{}\n{}\n", spaced[..16].concat(), spaced[16..].concat()),
+            0o600,
+        );
+        fx
+    }
+
+    /// `text` with its line `field = ...` replaced by `field = value` (or dropped when
+    /// `value` is empty).
+    fn set(text: &str, field: &str, value: &str) -> String {
+        let prefix = format!("{field} = ");
+        assert!(text.lines().any(|l| l.starts_with(&prefix)), "{field}");
+        text.lines()
+            .filter_map(|l| {
+                if !l.starts_with(&prefix) {
+                    Some(format!("{l}\n"))
+                } else if value.is_empty() {
+                    None
+                } else {
+                    Some(format!("{prefix}{value}\n"))
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn seed_openwrt_side_parses_into_the_model() {
+        let fx = site_fixture();
+        let config = fx.parse(SEED).unwrap();
+        assert_eq!(
+            config.router.lan,
+            ["192.168.2.0/24".parse::<IpNet>().unwrap()]
+        );
+        let [site] = &config.ipsec[..] else {
+            panic!("{:?}", config.ipsec)
+        };
+        assert_eq!(site.name, "fritzbox");
+        assert_eq!(
+            site.local_gateway,
+            Some(Gateway::Name("left.domain.com".into()))
+        );
+        assert_eq!(
+            site.remote_gateway,
+            Gateway::Name("right.domain.com".into())
+        );
+        assert_eq!(
+            site.local_subnets,
+            ["192.168.2.0/24".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(
+            site.remote_subnets,
+            ["192.168.1.0/24".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(site.watchdog_probe, Some("192.168.1.1".parse().unwrap()));
+        let Keying::Ike(ike) = &site.keying else {
+            panic!("{:?}", site.keying)
+        };
+        assert_eq!(ike.version, IkeVersion::V1Aggressive);
+        assert_eq!(ike.local_id, Some(Identity::Fqdn("left.domain.com".into())));
+        assert_eq!(
+            ike.remote_id,
+            Some(Identity::Fqdn("right.domain.com".into()))
+        );
+        assert_eq!(ike.psk.expose(), b"VPNPassword");
+        assert_eq!(ike.psk_file, fx.path("fritzbox.psk"));
+        assert_eq!(ike.ike_proposals, ["aes256-sha1-modp1024"]);
+        assert_eq!(ike.esp_proposals, ["aes256-sha1-modp1024"]);
+        assert_eq!(ike.ike_lifetime, Duration::from_secs(3600));
+        assert_eq!(ike.esp_lifetime, Duration::from_secs(8 * 3600));
+        assert_eq!(ike.dpd, Some(Duration::from_secs(30)));
+        assert!(ike.nat_traversal);
+        // Accepted because named, and still worth a warning.
+        assert_eq!(ike.weak_algorithms(), ["sha1", "modp1024"]);
+        assert!(!format!("{config:?}").contains("VPNPassword"));
+    }
+
+    #[test]
+    fn static_site_parses_into_the_model() {
+        let fx = site_fixture();
+        let config = fx.parse(OFFICE).unwrap();
+        let site = &config.ipsec[0];
+        assert_eq!(site.name, "office");
+        assert_eq!(
+            site.local_gateway,
+            Some(Gateway::Address("198.51.100.1".parse().unwrap()))
+        );
+        assert_eq!(
+            site.remote_gateway,
+            Gateway::Address("203.0.113.1".parse().unwrap())
+        );
+        assert_eq!(site.watchdog_probe, None);
+        let Keying::Static(keys) = &site.keying else {
+            panic!("{:?}", site.keying)
+        };
+        assert_eq!(keys.esp, StaticAead::Aes256Gcm16);
+        assert_eq!((keys.spi_out, keys.spi_in), (0x1001, 0x1002));
+        assert_eq!(keys.key_out.expose(), [0x11; 36]);
+        assert_eq!(keys.key_in.expose(), (0x80..0x80 + 36).collect::<Vec<u8>>());
+        assert_eq!(keys.key_out_file, fx.path("office-out.key"));
+        assert_eq!(keys.key_in_file, fx.path("office-in.key"));
+
+        // AES-128-GCM takes 20 bytes.
+        write(&fx.path("office-out.key"), &"22".repeat(20), 0o600);
+        write(&fx.path("office-in.key"), &"33".repeat(20), 0o400);
+        let config = fx.parse(&set(OFFICE, "esp", "\"aes128gcm16\"")).unwrap();
+        let Keying::Static(keys) = &config.ipsec[0].keying else {
+            panic!()
+        };
+        assert_eq!(
+            (keys.esp, keys.key_in.expose()),
+            (StaticAead::Aes128Gcm16, &[0x33; 20][..])
+        );
+    }
+
+    #[test]
+    fn ike_defaults() {
+        let fx = site_fixture();
+        let text = "[ipsec.lab]\nkeying = \"ike\"\nremote_gateway = \"2001:db8::2\"\n\
+                    local_subnets = [\"fd00:2::/64\"]\nremote_subnets = [\"fd00:1::/64\"]\n\
+                    psk_file = \"fritzbox.psk\"\n";
+        let config = fx.parse(text).unwrap();
+        let site = &config.ipsec[0];
+        assert_eq!(site.local_gateway, None);
+        let Keying::Ike(ike) = &site.keying else {
+            panic!()
+        };
+        assert_eq!(ike.version, IkeVersion::V2);
+        assert_eq!((&ike.local_id, &ike.remote_id), (&None, &None));
+        assert_eq!(ike.ike_proposals, ["aes256gcm16-prfsha256-ecp256"]);
+        assert_eq!(ike.esp_proposals, ["aes256gcm16-ecp256"]);
+        assert_eq!(ike.ike_lifetime, Duration::from_secs(28800));
+        assert_eq!(ike.esp_lifetime, Duration::from_secs(3600));
+        assert_eq!(ike.dpd, Some(Duration::from_secs(30)));
+        assert!(ike.nat_traversal);
+        assert!(ike.weak_algorithms().is_empty());
+
+        let text = format!("{text}ike_version = \"ikev1-main\"\ndpd = 0\nnat_traversal = false\n");
+        let Keying::Ike(ike) = &fx.parse(&text).unwrap().ipsec[0].keying else {
+            panic!()
+        };
+        assert_eq!(ike.version, IkeVersion::V1Main);
+        assert_eq!(ike.ike_proposals, ["aes256-sha256-modp2048"]);
+        assert_eq!(ike.esp_proposals, ["aes256-sha256-modp2048"]);
+        assert_eq!(ike.dpd, None);
+        assert!(!ike.nat_traversal);
+    }
+
+    #[test]
+    fn sites_keep_file_order() {
+        let fx = site_fixture();
+        let text = format!(
+            "{}\n{}",
+            SEED.replace("[ipsec.fritzbox]", "[ipsec.zz]"),
+            OFFICE
+        );
+        let config = fx.parse(&text).unwrap();
+        let names: Vec<&str> = config.ipsec.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["zz", "office"]);
+    }
+
+    #[test]
+    fn keying_is_required_and_ike_or_static() {
+        let fx = site_fixture();
+        assert_eq!(
+            fx.error(&set(OFFICE, "keying", "")),
+            "DIR/vpn.toml:1:1: site office has no keying\n  help: use keying = \"ike\" to \
+            have strongSwan negotiate the keys (with a FRITZ!Box or any other IKE router), \
+            or keying = \"static\" for fixed keys from files between two Linux routers"
+        );
+        assert_eq!(
+            fx.error(&set(OFFICE, "keying", "\"manual\"")),
+            "DIR/vpn.toml:2:10: keying \"manual\" is neither \"ike\" nor \"static\"\n  help: \
+            use keying = \"ike\" to have strongSwan negotiate the keys (with a FRITZ!Box or \
+            any other IKE router), or keying = \"static\" for fixed keys from files between \
+            two Linux routers"
+        );
+    }
+
+    #[test]
+    fn fields_of_the_other_keying_name_the_right_one() {
+        let fx = site_fixture();
+        let text =
+            format!("{OFFICE}psk_file = \"fritzbox.psk\"\nike_version = \"ikev2\"\ndpd = 30\n");
+        assert_eq!(
+            fx.error(&text),
+            "DIR/vpn.toml:12:12: `psk_file` is for keying = \"ike\", but site office has \
+            keying = \"static\"\n  help: static keying installs fixed keys from \
+            key_out_file and key_in_file and negotiates nothing: remove psk_file, or set \
+            keying = \"ike\"\nDIR/vpn.toml:13:15: `ike_version` is for keying = \"ike\", \
+            but site office has keying = \"static\"\n  help: static keying installs fixed \
+            keys from key_out_file and key_in_file and negotiates nothing: remove \
+            ike_version, or set keying = \"ike\"\nDIR/vpn.toml:14:7: `dpd` is for keying = \
+            \"ike\", but site office has keying = \"static\"\n  help: static keying \
+            installs fixed keys from key_out_file and key_in_file and negotiates nothing: \
+            remove dpd, or set keying = \"ike\"\n3 problems; nothing was applied"
+        );
+        let text = format!(
+            "{SEED}esp = \"aes256-sha1\"\nspi_in = 0x1002\nkey_out_file = \"office-out.key\"\n"
+        );
+        assert_eq!(
+            fx.error(&text),
+            "DIR/vpn.toml:23:7: `esp` is for keying = \"static\", but site fritzbox has \
+            keying = \"ike\"\n  help: with IKE, ESP's algorithms are negotiated: write them \
+            as proposals, e.g. esp_proposals = [\"aes256gcm16-ecp256\"], or set keying = \
+            \"static\"\nDIR/vpn.toml:24:10: `spi_in` is for keying = \"static\", but site \
+            fritzbox has keying = \"ike\"\n  help: with IKE, keys and SPIs are negotiated: \
+            remove spi_in, or set keying = \"static\"\nDIR/vpn.toml:25:16: `key_out_file` \
+            is for keying = \"static\", but site fritzbox has keying = \"ike\"\n  help: \
+            with IKE, keys and SPIs are negotiated: remove key_out_file, or set keying = \
+            \"static\"\n3 problems; nothing was applied"
+        );
+    }
+
+    #[test]
+    fn required_fields_per_keying() {
+        let fx = site_fixture();
+        assert_eq!(
+            fx.error("[ipsec.office]\nkeying = \"static\"\n"),
+            "DIR/vpn.toml:1:1: site office has no remote_gateway\n  help: add the other \
+            router's public address or DNS name, e.g. remote_gateway = \
+            \"right.domain.com\"\nDIR/vpn.toml:1:1: site office has no local_subnets\n  \
+            help: list the networks behind this router that the tunnel joins, e.g. \
+            local_subnets = [\"192.168.2.0/24\"]\nDIR/vpn.toml:1:1: site office has no \
+            remote_subnets\n  help: list the networks behind the other router, e.g. \
+            remote_subnets = [\"192.168.1.0/24\"]\nDIR/vpn.toml:1:1: site office has no \
+            local_gateway\n  help: static keying needs this router's public address: add \
+            e.g. local_gateway = \"198.51.100.1\"\nDIR/vpn.toml:1:1: site office has no \
+            esp\n  help: static keying uses one AEAD both ways: add esp = \"aes256gcm16\" \
+            (or \"aes128gcm16\")\nDIR/vpn.toml:1:1: site office has no spi_out\n  help: add \
+            e.g. spi_out = 0x1001: any number from 0x100 to 0xffffffff, the same as the \
+            other router's spi_in\nDIR/vpn.toml:1:1: site office has no spi_in\n  help: add \
+            e.g. spi_in = 0x1002: any number from 0x100 to 0xffffffff, the same as the \
+            other router's spi_out\nDIR/vpn.toml:1:1: site office has no key_out_file\n  \
+            help: add key_out_file = \"office-out.key\" and make the key with `(umask 077; \
+            head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \\n' > DIR/office-out.key)`; \
+            the other router uses the same file as its key_in_file\nDIR/vpn.toml:1:1: site \
+            office has no key_in_file\n  help: add key_in_file = \"office-in.key\" and make \
+            the key with `(umask 077; head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \\n' \
+            > DIR/office-in.key)`; the other router uses the same file as its \
+            key_out_file\n9 problems; nothing was applied"
+        );
+        assert_eq!(
+            fx.error("[ipsec.fritzbox]\nkeying = \"ike\"\n"),
+            "DIR/vpn.toml:1:1: site fritzbox has no remote_gateway\n  help: add the other \
+            router's public address or DNS name, e.g. remote_gateway = \
+            \"right.domain.com\"\nDIR/vpn.toml:1:1: site fritzbox has no local_subnets\n  \
+            help: list the networks behind this router that the tunnel joins, e.g. \
+            local_subnets = [\"192.168.2.0/24\"]\nDIR/vpn.toml:1:1: site fritzbox has no \
+            remote_subnets\n  help: list the networks behind the other router, e.g. \
+            remote_subnets = [\"192.168.1.0/24\"]\nDIR/vpn.toml:1:1: site fritzbox has no \
+            psk_file\n  help: add psk_file = \"fritzbox.psk\" and put the pre-shared key \
+            both sides use in it, or make one with `(umask 077; vpn-ctl genpsk > \
+            DIR/fritzbox.psk)`\n4 problems; nothing was applied"
+        );
+    }
+
+    #[test]
+    fn static_gateways_are_addresses_of_one_family() {
+        let fx = site_fixture();
+        let text = set(
+            &set(OFFICE, "local_gateway", "\"left.domain.com\""),
+            "remote_gateway",
+            "\"right.domain.com\"",
+        );
+        assert_eq!(
+            fx.error(&text),
+            "DIR/vpn.toml:3:17: local_gateway \"left.domain.com\" is a DNS name, but static \
+            keying needs an address\n  help: the kernel's SAs are bound to addresses: write \
+            the IP address, e.g. local_gateway = \"198.51.100.1\", or use keying = \"ike\", \
+            which follows DNS names\nDIR/vpn.toml:4:18: remote_gateway \"right.domain.com\" \
+            is a DNS name, but static keying needs an address\n  help: the kernel's SAs are \
+            bound to addresses: write the IP address, e.g. remote_gateway = \
+            \"203.0.113.1\", or use keying = \"ike\", which follows DNS names\n2 problems; \
+            nothing was applied"
+        );
+        assert_eq!(
+            fx.error(&set(OFFICE, "remote_gateway", "\"2001:db8::1\"")),
+            "DIR/vpn.toml:4:18: remote_gateway 2001:db8::1 is IPv6, local_gateway \
+            198.51.100.1 is IPv4\n  help: a tunnel's two ends speak the same IP version: \
+            give both gateways IPv4 addresses, or both IPv6"
+        );
+    }
+
+    #[test]
+    fn gateways_are_addresses_or_dns_names() {
+        let fx = site_fixture();
+        let remote = |gateway: &str| fx.error(&set(SEED, "remote_gateway", gateway));
+        assert_eq!(
+            remote("\"right domain.com\""),
+            "DIR/vpn.toml:8:18: remote_gateway \"right domain.com\" is not an IP address or \
+            a DNS name: it contains ' '\n  help: write the other router's public IP address \
+            or DNS name, e.g. remote_gateway = \"right.domain.com\""
+        );
+        assert_eq!(
+            remote("\"right.domain.com:500\""),
+            "DIR/vpn.toml:8:18: remote_gateway \"right.domain.com:500\" is not an IP address \
+            or a DNS name: it contains ':'\n  help: leave the port out (IKE uses UDP ports \
+            500 and 4500): remote_gateway = \"right.domain.com\""
+        );
+        assert_eq!(
+            remote("\"[2001:db8::1]\""),
+            "DIR/vpn.toml:8:18: remote_gateway \"[2001:db8::1]\" is not an IP address or a \
+            DNS name: it contains '['\n  help: write IPv6 addresses without brackets: \
+            remote_gateway = \"2001:db8::1\""
+        );
+        assert_eq!(
+            remote("\"192.168.1.300\""),
+            "DIR/vpn.toml:8:18: remote_gateway \"192.168.1.300\" is not an IP address or a \
+            DNS name: a DNS name does not end in a number\n  help: write the other router's \
+            public IP address or DNS name, e.g. remote_gateway = \"right.domain.com\""
+        );
+        assert_eq!(
+            remote("\"right..com\""),
+            "DIR/vpn.toml:8:18: remote_gateway \"right..com\" is not an IP address or a DNS \
+            name: it has an empty part between dots\n  help: write the other router's \
+            public IP address or DNS name, e.g. remote_gateway = \"right.domain.com\""
+        );
+        assert_eq!(
+            remote("\"-right.com\""),
+            "DIR/vpn.toml:8:18: remote_gateway \"-right.com\" is not an IP address or a DNS \
+            name: its part \"-right\" starts or ends with '-'\n  help: write the other \
+            router's public IP address or DNS name, e.g. remote_gateway = \
+            \"right.domain.com\""
+        );
+        assert_eq!(
+            remote("\"\""),
+            "DIR/vpn.toml:8:18: remote_gateway \"\" is not an IP address or a DNS name: it \
+            is empty\n  help: write the other router's public IP address or DNS name, e.g. \
+            remote_gateway = \"right.domain.com\""
+        );
+        assert_eq!(
+            fx.error(&set(SEED, "local_gateway", "\"left.domain.com.\"")),
+            "DIR/vpn.toml:7:17: local_gateway \"left.domain.com.\" is not an IP address or a \
+            DNS name: it ends with '.'\n  help: write this router's public IP address or \
+            DNS name, e.g. local_gateway = \"left.domain.com\""
+        );
+        // Names need not resolve: only `up` looks them up.
+        fx.parse(&set(SEED, "remote_gateway", "\"fritz.invalid\""))
+            .unwrap();
+        fx.parse(&set(SEED, "remote_gateway", "\"2001:db8::1\""))
+            .unwrap();
+    }
+
+    #[test]
+    fn identities_are_fqdns_or_addresses() {
+        let fx = site_fixture();
+        assert_eq!(
+            fx.error(&set(SEED, "local_id", "\"@left.domain.com\"")),
+            "DIR/vpn.toml:11:12: local_id \"@left.domain.com\" starts with '@'\n  help: \
+            write the name without it: local_id = \"left.domain.com\" (in strongSwan's \
+            files '@' means \"a name, not to be resolved\"; vpn-ctl always sends a name as \
+            an FQDN identity)"
+        );
+        assert_eq!(
+            fx.error(&set(SEED, "remote_id", "\"admin@right.domain.com\"")),
+            "DIR/vpn.toml:12:13: remote_id \"admin@right.domain.com\" is not a DNS name or \
+            an IP address: it contains '@'\n  help: an identity is a DNS name (FQDN) such \
+            as \"left.domain.com\", or an IP address, and must match what the other side \
+            has configured"
+        );
+        let config = fx
+            .parse(&set(SEED, "remote_id", "\"203.0.113.1\""))
+            .unwrap();
+        let Keying::Ike(ike) = &config.ipsec[0].keying else {
+            panic!()
+        };
+        assert_eq!(
+            ike.remote_id,
+            Some(Identity::Address("203.0.113.1".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn subnets_are_prefixes_without_host_bits() {
+        let fx = site_fixture();
+        assert_eq!(
+            fx.error(&set(
+                SEED,
+                "remote_subnets",
+                "[\"192.168.1.1/24\", \"fritzbox\"]"
+            )),
+            "DIR/vpn.toml:10:19: 192.168.1.1/24 has bits set after its prefix length (its \
+            network is 192.168.1.0/24)\n  help: did you mean 192.168.1.1/32 or \
+            192.168.1.0/24?\nDIR/vpn.toml:10:37: \"fritzbox\" is not an IP prefix\n  help: \
+            write an address and prefix length, e.g. \"10.8.0.2/32\" or \
+            \"192.168.1.0/24\"\n2 problems; nothing was applied"
+        );
+        assert_eq!(
+            fx.error(&set(SEED, "local_subnets", "[]")),
+            "DIR/vpn.toml:9:17: local_subnets is empty\n  help: list the networks behind \
+            this router that the tunnel joins, e.g. local_subnets = [\"192.168.2.0/24\"]"
+        );
+    }
+
+    #[test]
+    fn remote_subnets_must_not_overlap_local_ones_the_lan_or_wireguard() {
+        let fx = site_fixture();
+        // Swapped sides.
+        assert_eq!(
+            fx.error(
+                &set(SEED, "remote_subnets", "[\"192.168.2.0/25\"]")
+                    .replace("lan = [\"192.168.2.0/24\"]", "lan = []")
+            ),
+            "DIR/vpn.toml:10:19: remote subnet 192.168.2.0/25 overlaps the local subnet \
+            192.168.2.0/24\n  help: local_subnets are the networks behind this router, \
+            remote_subnets those behind the other one; a network cannot be on both sides \
+            (are the two swapped?)\nDIR/vpn.toml:22:18: watchdog_probe 192.168.1.1 is \
+            outside the remote subnets of site fritzbox (192.168.2.0/25)\n  help: the \
+            watchdog pings through the tunnel, so the address must be behind the other \
+            router, e.g. watchdog_probe = \"192.168.2.1\"\n2 problems; nothing was applied"
+        );
+        // The same LAN on both sides.
+        let text = set(SEED, "remote_subnets", "[\"192.168.0.0/16\"]");
+        let text = set(&text, "local_subnets", "[\"10.2.0.0/16\"]");
+        let text = set(&text, "watchdog_probe", "");
+        assert_eq!(
+            fx.error(&text),
+            "DIR/vpn.toml:10:19: remote subnet 192.168.0.0/16 overlaps this router's LAN \
+            192.168.2.0/24 ([router] lan)\n  help: both sides would use the same addresses, \
+            and the router could not tell which side an address is on: renumber one of the \
+            two LANs"
+        );
+        let text = format!(
+            "{WG0}\n{}",
+            set(
+                SEED,
+                "remote_subnets",
+                "[\"192.168.1.0/24\", \"10.8.0.128/25\"]"
+            )
+        );
+        assert_eq!(
+            fx.error(&text),
+            "DIR/vpn.toml:15:37: remote subnet 10.8.0.128/25 overlaps wg0's subnet \
+            10.8.0.0/24\n  help: addresses there would belong both to the tunnel and to \
+            wg0: give the other site's network and wg0 separate ranges"
+        );
+    }
+
+    #[test]
+    fn two_sites_remote_subnets_must_not_overlap() {
+        let fx = site_fixture();
+        let text = format!(
+            "{}\n{}",
+            SEED,
+            set(
+                OFFICE,
+                "remote_subnets",
+                "[\"192.168.1.128/25\", \"192.168.3.0/24\", \"192.168.3.0/24\"]"
+            )
+        );
+        assert_eq!(
+            fx.error(&text),
+            "DIR/vpn.toml:29:19: remote subnet 192.168.1.128/25 overlaps 192.168.1.0/24 of \
+            site fritzbox (line 10)\n  help: a network is reachable through one tunnel \
+            only: give each site's remote_subnets their own ranges\nDIR/vpn.toml:29:57: \
+            remote subnet 192.168.3.0/24 overlaps 192.168.3.0/24, listed before (line \
+            29)\n  help: list each network once\n2 problems; nothing was applied"
+        );
+    }
+
+    #[test]
+    fn subnets_pair_by_ip_version() {
+        let fx = site_fixture();
+        let text = set(
+            SEED,
+            "remote_subnets",
+            "[\"192.168.1.0/24\", \"fd00:1::/64\"]",
+        );
+        assert_eq!(
+            fx.error(&text),
+            "DIR/vpn.toml:10:37: remote subnet fd00:1::/64 is IPv6, but site fritzbox has no \
+            IPv6 local_subnets\n  help: traffic flows between a local and a remote subnet \
+            of the same IP version: add an IPv6 network to local_subnets, or remove this one"
+        );
+    }
+
+    #[test]
+    fn static_key_files_hold_hex_of_the_key_length() {
+        let fx = site_fixture();
+        write(&fx.path("office-out.key"), "not hex\n", 0o600);
+        write(&fx.path("office-in.key"), &"ab".repeat(32), 0o600);
+        assert_eq!(
+            fx.error(OFFICE),
+            "DIR/vpn.toml:10:16: DIR/office-out.key does not hold a hex key: 'n' is not a \
+            hex digit\n  help: a static key file holds 36 bytes as hex digits (a leading 0x \
+            and whitespace are fine); make one with `(umask 077; head -c 36 /dev/urandom | \
+            od -An -tx1 | tr -d ' \\n' > DIR/office-out.key)` and give the other router the \
+            same file as its key_in_file\nDIR/vpn.toml:11:15: DIR/office-in.key holds 32 \
+            bytes, but aes256gcm16 needs 36 (a 32-byte key and a 4-byte salt)\n  help: make \
+            a key of the right length with `(umask 077; head -c 36 /dev/urandom | od -An \
+            -tx1 | tr -d ' \\n' > DIR/office-in.key)` and give the other router the same \
+            file as its key_out_file\n2 problems; nothing was applied"
+        );
+        write(&fx.path("office-out.key"), "abc", 0o600);
+        write(&fx.path("office-in.key"), "", 0o600);
+        assert_eq!(
+            fx.error(OFFICE),
+            "DIR/vpn.toml:10:16: DIR/office-out.key does not hold a hex key: 3 hex digits \
+            are no whole bytes\n  help: a static key file holds 36 bytes as hex digits (a \
+            leading 0x and whitespace are fine); make one with `(umask 077; head -c 36 \
+            /dev/urandom | od -An -tx1 | tr -d ' \\n' > DIR/office-out.key)` and give the \
+            other router the same file as its key_in_file\nDIR/vpn.toml:11:15: \
+            DIR/office-in.key does not hold a hex key: it is empty\n  help: a static key \
+            file holds 36 bytes as hex digits (a leading 0x and whitespace are fine); make \
+            one with `(umask 077; head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \\n' > \
+            DIR/office-in.key)` and give the other router the same file as its \
+            key_out_file\n2 problems; nothing was applied"
+        );
+    }
+
+    #[test]
+    fn static_key_files_are_private_and_present() {
+        let fx = site_fixture();
+        fs::set_permissions(fx.path("office-in.key"), fs::Permissions::from_mode(0o640)).unwrap();
+        fs::remove_file(fx.path("office-out.key")).unwrap();
+        assert_eq!(
+            fx.error(OFFICE),
+            "DIR/vpn.toml:10:16: cannot read DIR/office-out.key: No such file or directory \
+            (os error 2)\n  help: create it with `(umask 077; head -c 36 /dev/urandom | od \
+            -An -tx1 | tr -d ' \\n' > DIR/office-out.key)`, or correct the path (relative \
+            paths start at DIR)\nDIR/vpn.toml:11:15: DIR/office-in.key is accessible to \
+            other users (mode 0640)\n  help: `chmod 600 DIR/office-in.key`: only its owner \
+            may read a key\n2 problems; nothing was applied"
+        );
+    }
+
+    #[test]
+    fn the_same_key_both_ways_is_refused() {
+        let fx = site_fixture();
+        assert_eq!(
+            fx.error(&set(OFFICE, "key_in_file", "\"office-out.key\"")),
+            "DIR/vpn.toml:11:15: key_in_file is the same file as key_out_file\n  help: each \
+            direction needs its own key (AES-GCM with one key both ways repeats nonces, \
+            which breaks it): make a second one with `(umask 077; head -c 36 /dev/urandom | \
+            od -An -tx1 | tr -d ' \\n' > DIR/office-in.key)` and set key_in_file = \
+            \"office-in.key\""
+        );
+        fs::copy(fx.path("office-out.key"), fx.path("office-in.key")).unwrap();
+        assert_eq!(
+            fx.error(OFFICE),
+            "DIR/vpn.toml:11:15: key_in_file holds the same key as key_out_file\n  help: \
+            each direction needs its own key (AES-GCM with one key both ways repeats \
+            nonces, which breaks it): make another with `(umask 077; head -c 36 \
+            /dev/urandom | od -An -tx1 | tr -d ' \\n' > DIR/office-in.key)`, and give it to \
+            the other router as its key_out_file"
+        );
+    }
+
+    #[test]
+    fn spis_are_unreserved_distinct_and_unique() {
+        let fx = site_fixture();
+        let text = set(&set(OFFICE, "spi_out", "255"), "spi_in", "0x100000000");
+        assert_eq!(
+            fx.error(&text),
+            "DIR/vpn.toml:8:11: spi_out 0xff is below 0x100: SPIs 1-255 are reserved (RFC \
+            4303)\n  help: use a number from 0x100 to 0xffffffff, e.g. spi_out = \
+            0x1001\nDIR/vpn.toml:9:10: spi_in 4294967296 does not fit in 32 bits\n  help: \
+            use a number from 0x100 to 0xffffffff, e.g. spi_in = 0x1002\n2 problems; \
+            nothing was applied"
+        );
+        assert_eq!(
+            fx.error(&set(OFFICE, "spi_in", "0x1001")),
+            "DIR/vpn.toml:9:10: spi_in 0x1001 is the same as spi_out\n  help: each direction \
+            needs its own SPI, e.g. spi_in = 0x1002; the other router has them swapped (its \
+            spi_out is this spi_in)"
+        );
+        let second = OFFICE.replace("[ipsec.office]", "[ipsec.branch]");
+        let second = set(&second, "remote_subnets", "[\"192.168.4.0/24\"]");
+        let second = set(&second, "spi_out", "0x1002");
+        let second = set(&second, "spi_in", "0x2002");
+        assert_eq!(
+            fx.error(&format!("{OFFICE}\n{second}")),
+            "DIR/vpn.toml:20:11: spi_out 0x1002 is already site office's spi_in (line 9)\n  \
+            help: every SPI on this router must be different: pick another, e.g. spi_out = \
+            0x1003 (and the same on the other router)"
+        );
+        // 0x100 and 0xffffffff are the ends of the range.
+        fx.parse(&set(
+            &set(OFFICE, "spi_out", "0x100"),
+            "spi_in",
+            "0xffffffff",
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn psk_file_is_text_and_private() {
+        let fx = site_fixture();
+        write(&fx.path("fritzbox.psk"), "\n", 0o644);
+        assert_eq!(
+            fx.error(SEED),
+            "DIR/vpn.toml:13:12: DIR/fritzbox.psk is empty\n  help: write the pre-shared key \
+            both sides use into it as one line of text, or make one with `(umask 077; \
+            vpn-ctl genpsk > DIR/fritzbox.psk)`\nDIR/vpn.toml:13:12: DIR/fritzbox.psk is \
+            accessible to other users (mode 0644)\n  help: `chmod 600 DIR/fritzbox.psk`: \
+            only its owner may read a key\n2 problems; nothing was applied"
+        );
+        fs::remove_file(fx.path("fritzbox.psk")).unwrap();
+        assert_eq!(
+            fx.error(SEED),
+            "DIR/vpn.toml:13:12: cannot read DIR/fritzbox.psk: No such file or directory (os \
+            error 2)\n  help: create it with `(umask 077; vpn-ctl genpsk > \
+            DIR/fritzbox.psk)`, or correct the path (relative paths start at DIR)"
+        );
+        // Spaces belong to the key; only the line end goes.
+        write(&fx.path("fritzbox.psk"), " pass phrase \r\n", 0o600);
+        let Keying::Ike(ike) = &fx.parse(SEED).unwrap().ipsec[0].keying else {
+            panic!()
+        };
+        assert_eq!(ike.psk.expose(), b" pass phrase ");
+    }
+
+    #[test]
+    fn weak_algorithms_must_be_allowed_by_name() {
+        let fx = site_fixture();
+        assert_eq!(
+            fx.error(&set(SEED, "allow_weak", "")),
+            "DIR/vpn.toml:15:18: \"aes256-sha1-modp1024\" uses weak algorithms sha1, \
+            modp1024\n  help: these are breakable today; prefer e.g. \
+            \"aes256-sha256-modp2048\". If the other side offers nothing better (many \
+            FRITZ!Box setups need modp1024 and sha1), accept them by name: allow_weak = \
+            [\"sha1\", \"modp1024\"]\nDIR/vpn.toml:16:18: \"aes256-sha1-modp1024\" uses \
+            weak algorithms sha1, modp1024\n  help: these are breakable today; prefer \
+            e.g. \"aes256-sha256-modp2048\". If the other side offers nothing better \
+            (many FRITZ!Box setups need modp1024 and sha1), accept them by name: \
+            allow_weak = [\"sha1\", \"modp1024\"]\n2 problems; nothing was applied"
+        );
+        assert_eq!(
+            fx.error(&set(SEED, "allow_weak", "[\"modp1024\", \"aes256\"]")),
+            "DIR/vpn.toml:15:18: \"aes256-sha1-modp1024\" uses weak algorithm sha1\n  \
+            help: these are breakable today; prefer e.g. \"aes256-sha256-modp2048\". If \
+            the other side offers nothing better (many FRITZ!Box setups need modp1024 \
+            and sha1), accept them by name: allow_weak = [\"modp1024\", \
+            \"sha1\"]\nDIR/vpn.toml:16:18: \"aes256-sha1-modp1024\" uses weak algorithm \
+            sha1\n  help: these are breakable today; prefer e.g. \
+            \"aes256-sha256-modp2048\". If the other side offers nothing better (many \
+            FRITZ!Box setups need modp1024 and sha1), accept them by name: allow_weak = \
+            [\"modp1024\", \"sha1\"]\nDIR/vpn.toml:17:27: allow_weak names \"aes256\", \
+            which is not a weak algorithm\n  help: allow_weak takes the weak algorithms \
+            a proposal uses: modp768, modp1024, modp1536, sha1, md5, 3des, des\n3 \
+            problems; nothing was applied"
+        );
+        let text = set(SEED, "esp_proposals", "[\"3des-md5\"]");
+        assert_eq!(
+            fx.error(&text),
+            "DIR/vpn.toml:16:18: \"3des-md5\" uses weak algorithms 3des, md5\n  help: \
+            these are breakable today; prefer e.g. \"aes256-sha256-modp2048\". If the \
+            other side offers nothing better (many FRITZ!Box setups need modp1024 and \
+            sha1), accept them by name: allow_weak = [\"modp1024\", \"sha1\", \"3des\", \
+            \"md5\"]"
+        );
+    }
+
+    #[test]
+    fn proposals_follow_strongswan_syntax() {
+        let fx = site_fixture();
+        let text = set(SEED, "ike_version", "\"ikev2\"");
+        let text = set(&text, "allow_weak", "");
+        let proposals = |ike: &str, esp: &str| {
+            fx.error(&set(
+                &set(&text, "ike_proposals", ike),
+                "esp_proposals",
+                esp,
+            ))
+        };
+        assert_eq!(
+            proposals(
+                "[\"aes257-sha256-modp2048\"]",
+                "[\"aes256gcm16-prfsha256\"]"
+            ),
+            "DIR/vpn.toml:15:18: \"aes257\" in proposal \"aes257-sha256-modp2048\" is not an \
+            algorithm vpn-ctl knows\n  help: write strongSwan's algorithm keywords joined \
+            by '-' (cipher-integrity-group), e.g. ike_proposals = \
+            [\"aes256gcm16-prfsha256-ecp256\"]\nDIR/vpn.toml:16:18: \"prfsha256\" in \
+            proposal \"aes256gcm16-prfsha256\" is a pseudo-random function, which ESP \
+            proposals do not have\n  help: remove \"prfsha256\" from it\n2 problems; \
+            nothing was applied"
+        );
+        assert_eq!(
+            proposals("[\"aes256-sha256\"]", "[\"aes256-modp2048\"]"),
+            "DIR/vpn.toml:15:18: proposal \"aes256-sha256\" has no Diffie-Hellman \
+            group\n  help: add one, e.g. \"aes256-sha256-ecp256\"\nDIR/vpn.toml:16:18: \
+            proposal \"aes256-modp2048\" has no integrity algorithm\n  help: add one, \
+            e.g. \"aes256-sha256-modp2048\", or use a cipher that includes it, such as \
+            aes256gcm16\n2 problems; nothing was applied"
+        );
+        assert_eq!(
+            proposals(
+                "[\"aes256gcm16-ecp256\"]",
+                "[\"aes256gcm16-aes256-sha256\"]"
+            ),
+            "DIR/vpn.toml:15:18: proposal \"aes256gcm16-ecp256\" has no pseudo-random \
+            function\n  help: an AEAD cipher in IKE needs a pseudo-random function \
+            named: add e.g. prfsha256, as in \
+            \"aes256gcm16-prfsha256-ecp256\"\nDIR/vpn.toml:16:18: proposal \
+            \"aes256gcm16-aes256-sha256\" mixes the AEAD aes256gcm16 with the cipher \
+            aes256\n  help: strongSwan cannot combine the two kinds in one proposal: \
+            write them as two proposals\n2 problems; nothing was applied"
+        );
+        assert_eq!(
+            proposals("[\"sha256-modp2048\"]", "[\"aes256-sha256-esn\"]"),
+            "DIR/vpn.toml:15:18: proposal \"sha256-modp2048\" has no encryption algorithm\n  \
+            help: add a cipher, e.g. aes256 (with an integrity algorithm) or aes256gcm16"
+        );
+        assert_eq!(
+            proposals("[]", "[\"\"]"),
+            "DIR/vpn.toml:15:17: ike_proposals is empty\n  help: list what the other side \
+            accepts, e.g. ike_proposals = [\"aes256gcm16-prfsha256-ecp256\"], or leave \
+            ike_proposals out for that default\nDIR/vpn.toml:16:18: an empty proposal in \
+            esp_proposals\n  help: write strongSwan's algorithm keywords joined by '-' \
+            (cipher-integrity-group), e.g. esp_proposals = [\"aes256gcm16-ecp256\"]\n2 \
+            problems; nothing was applied"
+        );
+        let ok = set(
+            &text,
+            "ike_proposals",
+            "[\"aes256gcm16-prfsha384-ecp384\", \"aes128-sha256-x25519\"]",
+        );
+        let ok = set(
+            &ok,
+            "esp_proposals",
+            "[\"chacha20poly1305-curve25519-esn\", \"aes128gcm16\"]",
+        );
+        fx.parse(&ok).unwrap();
+    }
+
+    #[test]
+    fn ikev1_has_no_aead_for_ike() {
+        let fx = site_fixture();
+        assert_eq!(
+            fx.error(&set(
+                SEED,
+                "ike_proposals",
+                "[\"aes256gcm16-prfsha256-ecp256\"]"
+            )),
+            "DIR/vpn.toml:15:18: \"aes256gcm16-prfsha256-ecp256\" uses the AEAD aes256gcm16, \
+            which IKEv1 cannot use for the IKE SA\n  help: use a cipher with an integrity \
+            algorithm, e.g. ike_proposals = [\"aes256-sha256-modp2048\"] (ESP may use AEADs \
+            with IKEv1)"
+        );
+        // ESP may.
+        fx.parse(&set(SEED, "esp_proposals", "[\"aes256gcm16-modp1024\"]"))
+            .unwrap();
+    }
+
+    #[test]
+    fn ike_version_and_aggressive_mode_identity() {
+        let fx = site_fixture();
+        assert_eq!(
+            fx.error(&set(SEED, "ike_version", "\"ikev1\"")),
+            "DIR/vpn.toml:14:15: ike_version \"ikev1\" is not \"ikev2\", \"ikev1-main\" or \
+            \"ikev1-aggressive\"\n  help: use \"ikev2\" unless the other side speaks only \
+            IKEv1; a FRITZ!Box's LAN-to-LAN connection is \"ikev1-aggressive\""
+        );
+        assert_eq!(
+            fx.error(&set(SEED, "local_id", "")),
+            "DIR/vpn.toml:13:15: ikev1-aggressive needs a local_id\n  help: in aggressive \
+            mode the other side picks the pre-shared key by the identity this router sends: \
+            add local_id = \"left.domain.com\", the name the other side has for this router"
+        );
+    }
+
+    #[test]
+    fn watchdog_probe_is_in_the_remote_subnets() {
+        let fx = site_fixture();
+        assert_eq!(
+            fx.error(&set(SEED, "watchdog_probe", "\"192.168.2.1\"")),
+            "DIR/vpn.toml:22:18: watchdog_probe 192.168.2.1 is outside the remote subnets of \
+            site fritzbox (192.168.1.0/24)\n  help: the watchdog pings through the tunnel, \
+            so the address must be behind the other router, e.g. watchdog_probe = \
+            \"192.168.1.1\""
+        );
+        assert_eq!(
+            fx.error(&set(SEED, "watchdog_probe", "\"fritz.box\"")),
+            "DIR/vpn.toml:22:18: watchdog_probe \"fritz.box\" is not an IP address\n  help: \
+            name an address behind the other router that answers ping, e.g. its LAN \
+            address: watchdog_probe = \"192.168.1.1\""
+        );
+    }
+
+    #[test]
+    fn lifetimes_and_dpd_have_ranges() {
+        let fx = site_fixture();
+        let text = set(
+            &set(&set(SEED, "ike_lifetime", "30"), "esp_lifetime", "-1"),
+            "dpd",
+            "86400",
+        );
+        assert_eq!(
+            fx.error(&text),
+            "DIR/vpn.toml:18:16: ike_lifetime 30 is outside 60-604800 seconds\n  help: e.g. \
+            ike_lifetime = 28800 (the default), or leave ike_lifetime \
+            out\nDIR/vpn.toml:19:16: esp_lifetime -1 is outside 60-604800 seconds\n  help: \
+            e.g. esp_lifetime = 3600 (the default), or leave esp_lifetime \
+            out\nDIR/vpn.toml:20:7: dpd 86400 is outside 0-3600 seconds\n  help: dpd = 30 \
+            checks every 30 seconds whether the other side still answers (the default); dpd \
+            = 0 turns the check off\n3 problems; nothing was applied"
+        );
+    }
+
+    #[test]
+    fn site_names_are_short_and_plain() {
+        let fx = site_fixture();
+        assert_eq!(
+            fx.error(&SEED.replace("[ipsec.fritzbox]", "[ipsec.\"fritz box\"]")),
+            "DIR/vpn.toml:5:8: site name \"fritz box\" contains ' '\n  help: use at most 32 \
+            letters, digits, '_', '.' or '-', e.g. [ipsec.fritzbox]"
+        );
+        assert_eq!(
+            fx.error(&SEED.replace("[ipsec.fritzbox]", &format!("[ipsec.{}]", "f".repeat(33)))),
+            "DIR/vpn.toml:5:8: site name \"fffffffffffffffffffffffffffffffff\" is 33 \
+            characters long; the most is 32\n  help: use at most 32 letters, digits, '_', \
+            '.' or '-', e.g. [ipsec.fritzbox]"
+        );
+        fx.parse(&SEED.replace(
+            "[ipsec.fritzbox]",
+            &format!("[ipsec.\"{}\"]", "F_r-i.t".repeat(4)),
+        ))
+        .unwrap();
     }
 }

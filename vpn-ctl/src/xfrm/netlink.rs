@@ -1,0 +1,309 @@
+//! The XFRM netlink socket (`NETLINK_XFRM`, what `ip xfrm` opens): one request at a time,
+//! answered on the calling thread.
+//!
+//! Synchronous on purpose, like [`crate::sockets`]'s sock_diag socket: each operation is one
+//! short round trip to the kernel, the socket belongs to the network namespace of the thread
+//! that opens it, and nothing in between (no connection task, no logging framework) ever
+//! sees the messages, which carry key material. The socket asks for capped acknowledgements
+//! (`NETLINK_CAP_ACK`) so the kernel does not echo a refused request, keys included, back in
+//! its error, and for extended acknowledgements (`NETLINK_EXT_ACK`) so its reason ("Requested
+//! AEAD algorithm not found") reaches the user.
+
+use std::{cell::Cell, io, os::fd::AsRawFd as _};
+
+use anyhow::{Context as _, anyhow, bail};
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator,
+};
+use netlink_packet_xfrm::XfrmMessage;
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_XFRM};
+use zeroize::Zeroizing;
+
+use super::sa;
+
+/// How long to wait for the kernel's answer before giving up.
+const RECV_TIMEOUT_SECS: libc::time_t = 5;
+/// Dumps the kernel marks inconsistent (`NLM_F_DUMP_INTR`) are retried this often.
+const DUMP_ATTEMPTS: usize = 5;
+/// `NLMSGERR_ATTR_MSG` (linux/netlink.h): the extended acknowledgement's text.
+const NLMSGERR_ATTR_MSG: u16 = 1;
+/// The size of `struct nlmsghdr`.
+const NLMSG_HDRLEN: usize = 16;
+
+/// A `NETLINK_XFRM` socket in the network namespace of the thread that opened it.
+pub struct XfrmSocket {
+    socket: Socket,
+    /// Sequence number of the next request.
+    seq: Cell<u32>,
+}
+
+/// A refusal by the kernel: its errno and, when it gave one, its reason in words.
+#[derive(Debug)]
+pub struct KernelError {
+    pub errno: i32,
+    pub reason: Option<String>,
+}
+
+impl std::fmt::Display for KernelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", io::Error::from_raw_os_error(self.errno))?;
+        if let Some(reason) = &self.reason {
+            write!(f, " (the kernel says: {reason})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+/// The errno of a kernel refusal somewhere in `e`'s chain, if it was one.
+pub fn errno(e: &anyhow::Error) -> Option<i32> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<KernelError>())
+        .map(|k| k.errno)
+}
+
+impl XfrmSocket {
+    /// Opens the socket (`socket(AF_NETLINK, SOCK_RAW, NETLINK_XFRM)`).
+    pub fn open() -> anyhow::Result<Self> {
+        let mut socket = Socket::new(NETLINK_XFRM).context(
+            "cannot open a NETLINK_XFRM socket (socket(AF_NETLINK, SOCK_RAW, NETLINK_XFRM)); \
+             the kernel needs CONFIG_XFRM_USER (module xfrm_user)",
+        )?;
+        socket
+            .bind_auto()
+            .context("cannot bind the NETLINK_XFRM socket")?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .context("cannot connect the NETLINK_XFRM socket to the kernel")?;
+        socket
+            .set_cap_ack(true)
+            .context("cannot set NETLINK_CAP_ACK on the NETLINK_XFRM socket")?;
+        // Older kernels lack extended acknowledgements; the errno alone still gets through.
+        let _ = socket.set_ext_ack(true);
+        let timeout = libc::timeval {
+            tv_sec: RECV_TIMEOUT_SECS,
+            tv_usec: 0,
+        };
+        // SAFETY: a valid fd, and a pointer to a timeval of the given size that outlives the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const timeout).cast(),
+                size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error())
+                .context("cannot set a receive timeout (SO_RCVTIMEO) on the NETLINK_XFRM socket");
+        }
+        Ok(Self {
+            socket,
+            seq: Cell::new(1),
+        })
+    }
+
+    /// Sends `message` with `NLM_F_REQUEST | NLM_F_ACK` and waits for the acknowledgement.
+    /// A refusal comes back as a [`KernelError`].
+    pub fn request_ack(&self, message: XfrmMessage) -> anyhow::Result<()> {
+        let seq = self.send(message, NLM_F_REQUEST | NLM_F_ACK)?;
+        let mut done = false;
+        self.receive(seq, |payload, _| match payload {
+            NetlinkPayload::Error(e) if e.code.is_none() => {
+                done = true;
+                Ok(true)
+            }
+            NetlinkPayload::InnerMessage(_) => Ok(false), // not expected; ignored
+            other => Err(unexpected(other)),
+        })?;
+        if !done {
+            bail!("the kernel closed the exchange without acknowledging the request");
+        }
+        Ok(())
+    }
+
+    /// Sends `message` with `NLM_F_REQUEST | NLM_F_DUMP` and returns every object of the
+    /// dump, retrying when the kernel marks it inconsistent (the table changed during it).
+    pub fn dump(&self, message: XfrmMessage) -> anyhow::Result<Vec<XfrmMessage>> {
+        for _ in 0..DUMP_ATTEMPTS {
+            let seq = self.send(message.clone(), NLM_F_REQUEST | NLM_F_DUMP)?;
+            let mut objects = Vec::new();
+            let mut interrupted = false;
+            self.receive(seq, |payload, flags| {
+                if flags & NLM_F_DUMP_INTR != 0 {
+                    interrupted = true;
+                }
+                match payload {
+                    NetlinkPayload::InnerMessage(m) => {
+                        objects.push(m);
+                        Ok(false)
+                    }
+                    NetlinkPayload::Done(done) if done.code < 0 => {
+                        Err(anyhow::Error::new(KernelError {
+                            errno: -done.code,
+                            reason: None,
+                        })
+                        .context("the kernel ended the dump with an error (NLMSG_DONE)"))
+                    }
+                    NetlinkPayload::Done(_) => Ok(true),
+                    other => Err(unexpected(other)),
+                }
+            })?;
+            if !interrupted {
+                return Ok(objects);
+            }
+            for m in &mut objects {
+                sa::scrub(m);
+            }
+        }
+        Err(anyhow!(
+            "the kernel marked the dump inconsistent (NLM_F_DUMP_INTR: the table changed \
+             during it) {DUMP_ATTEMPTS} times in a row; retry"
+        ))
+    }
+
+    fn send(&self, message: XfrmMessage, flags: u16) -> anyhow::Result<u32> {
+        let seq = self.seq.get();
+        self.seq.set(seq.wrapping_add(1));
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        header.sequence_number = seq;
+        let mut request = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
+        request.finalize();
+        let mut out = Zeroizing::new(vec![0; request.buffer_len()]);
+        request.serialize(&mut out);
+        if let NetlinkPayload::InnerMessage(m) = &mut request.payload {
+            sa::scrub(m);
+        }
+        let sent = self
+            .socket
+            .send(&out, 0)
+            .context("cannot send the request to the kernel")?;
+        if sent != out.len() {
+            bail!(
+                "the kernel took {sent} of the {} bytes of the request",
+                out.len()
+            );
+        }
+        Ok(seq)
+    }
+
+    /// Reads the answers to request `seq`, handing each payload and its header flags to
+    /// `handle`, until it returns true (the exchange is complete). A refusal by the kernel
+    /// ends the exchange with a [`KernelError`].
+    fn receive(
+        &self,
+        seq: u32,
+        mut handle: impl FnMut(NetlinkPayload<XfrmMessage>, u16) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        loop {
+            let buf = self.recv_datagram()?;
+            let mut offset = 0;
+            while offset < buf.len() {
+                let message = NetlinkMessage::<XfrmMessage>::deserialize(&buf[offset..])
+                    .with_context(|| {
+                        format!(
+                            "cannot parse a reply message at offset {offset} of a {} byte \
+                             datagram (netlink-packet-xfrm does not understand what this \
+                             kernel sent)",
+                            buf.len()
+                        )
+                    })?;
+                let msg_len = message.header.length as usize;
+                if msg_len == 0 {
+                    bail!("the kernel sent a netlink message of length 0");
+                }
+                offset += (msg_len + 3) & !3; // NLMSG_ALIGN
+                if message.header.sequence_number != seq {
+                    continue; // not an answer to this request
+                }
+                let flags = message.header.flags;
+                match message.payload {
+                    NetlinkPayload::Error(e) if e.code.is_some() => {
+                        return Err(KernelError {
+                            errno: e.raw_code().abs(),
+                            reason: extack_message(&e.header, flags),
+                        }
+                        .into());
+                    }
+                    NetlinkPayload::Overrun(_) => {
+                        bail!("the kernel reported a netlink overrun (NLMSG_OVERRUN); retry")
+                    }
+                    payload => {
+                        if handle(payload, flags)? {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One datagram, whatever its size, in a buffer zeroed when dropped (SA dumps carry keys).
+    fn recv_datagram(&self) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+        loop {
+            let mut probe = [0u8; 0];
+            let len = match self
+                .socket
+                .recv(&mut &mut probe[..], libc::MSG_PEEK | libc::MSG_TRUNC)
+            {
+                Ok(len) => len,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(e).context(format!(
+                        "no answer from the kernel within {RECV_TIMEOUT_SECS} s"
+                    ));
+                }
+                Err(e) => return Err(e).context("cannot receive the kernel's answer"),
+            };
+            let mut buf = Zeroizing::new(vec![0u8; len]);
+            match self.socket.recv(&mut &mut buf[..], 0) {
+                Ok(n) if n == len => return Ok(buf),
+                Ok(n) => bail!("the kernel's answer shrank from {len} to {n} bytes"),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("cannot receive the kernel's answer"),
+            }
+        }
+    }
+}
+
+/// A payload that has no place in the exchange, described without its contents (an SA
+/// message would carry its key).
+fn unexpected(payload: NetlinkPayload<XfrmMessage>) -> anyhow::Error {
+    let what = match payload {
+        NetlinkPayload::Done(_) => "an end of dump (NLMSG_DONE)".to_string(),
+        NetlinkPayload::Error(_) => "an acknowledgement".to_string(),
+        NetlinkPayload::Noop => "NLMSG_NOOP".to_string(),
+        NetlinkPayload::Overrun(_) => "NLMSG_OVERRUN".to_string(),
+        NetlinkPayload::InnerMessage(m) => format!("XFRM message type {}", m.message_type()),
+        _ => "an unknown netlink message".to_string(),
+    };
+    anyhow!("the kernel answered with {what}, which does not fit the request")
+}
+
+/// The text of an extended acknowledgement (`NLMSGERR_ATTR_MSG`), if the kernel sent one.
+/// `payload` is what follows the error code: the request's header (the request itself when
+/// the acknowledgement is not capped), then the attributes.
+pub(crate) fn extack_message(payload: &[u8], flags: u16) -> Option<String> {
+    if flags & NLM_F_ACK_TLVS == 0 || payload.len() < NLMSG_HDRLEN {
+        return None;
+    }
+    let echoed = if flags & NLM_F_CAPPED != 0 {
+        NLMSG_HDRLEN
+    } else {
+        let len = u32::from_ne_bytes(payload[..4].try_into().ok()?) as usize;
+        (len + 3) & !3
+    };
+    let attrs = payload.get(echoed..)?;
+    NlasIterator::new(attrs)
+        .filter_map(Result::ok)
+        .find(|nla| nla.kind() == NLMSGERR_ATTR_MSG)
+        .map(|nla| {
+            let text = nla.value();
+            let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+            String::from_utf8_lossy(&text[..end]).into_owned()
+        })
+}
