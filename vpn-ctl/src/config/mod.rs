@@ -29,7 +29,8 @@
 //! route = true                           # route allowed IPs via wg0 (default true)
 //! ```
 //!
-//! Later sections (`[ipsec.*]`, `[daemon]`, `[firewall]`) sit beside these.
+//! `[ipsec.NAME]` site-to-site connections sit beside these (see [`ipsec`]); the daemon and
+//! firewall settings will too.
 
 mod error;
 mod file;
