@@ -76,6 +76,17 @@ pub enum Command {
         source: ImportSource,
     },
 
+    /// Watch the IPsec sites: ping each site's watchdog_probe through the tunnel, check its
+    /// SAs, repair what can be repaired (with backoff), and say why a site was down.
+    Watchdog {
+        /// One pass, then exit: 0 when every site is up (after repairs), 1 otherwise.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between checks.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        interval: u64,
+    },
+
     /// Write the import file another device needs for a connection of the config.
     Export {
         #[command(subcommand)]

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::{
     cli::{Cli, Command, ExportTarget, ImportSource, PeerAction},
-    client, config, import,
+    client, config, ike, import,
     key::Secret,
     peer, wireguard, xfrm,
 };
@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let config = config::load(&cli.config)?;
             let mut changes = runtime.block_on(wireguard::up(&config, backend))?.changes;
             changes.extend(ipsec_sites(&config, xfrm::up)?);
+            changes.extend(runtime.block_on(ike_up(&config))?);
             print_changes(
                 &changes,
                 "everything already matches the config; nothing changed",
@@ -44,6 +45,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let config = config::load(&cli.config)?;
             let mut changes = runtime.block_on(wireguard::down(&config))?.changes;
             changes.extend(ipsec_sites(&config, xfrm::down)?);
+            if let Some(mut vici) = runtime.block_on(running_charon()) {
+                changes.extend(runtime.block_on(ike::down(&mut vici, &ike::UpOptions::default()))?);
+            }
             print_changes(&changes, "nothing to remove");
         }
         Command::Status { json } => {
@@ -54,14 +58,29 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 Some(xfrm::status(&config.ipsec)?)
             };
+            let ike_sas = match runtime.block_on(running_charon()) {
+                Some(mut vici) if has_ike_sites(&config) => {
+                    Some(runtime.block_on(ike::status(&mut vici))?)
+                }
+                _ => None,
+            };
             if json {
-                let status = serde_json::json!({ "wireguard": wireguard, "ipsec": ipsec });
+                let status = serde_json::json!({
+                    "wireguard": wireguard,
+                    "ipsec": ipsec,
+                    "ike": ike_sas,
+                });
                 serde_json::to_writer_pretty(std::io::stdout(), &status)?;
                 println!();
             } else {
                 print!("{}", wireguard::render_status(&wireguard));
                 if let Some(ipsec) = ipsec {
                     print!("{ipsec}");
+                }
+                if let Some(sas) = &ike_sas {
+                    print!("{}", render_ike(sas));
+                } else if has_ike_sites(&config) {
+                    println!("IKE: charon is not running: `vpn-ctl up` starts it");
                 }
             }
         }
@@ -107,6 +126,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 println!(
                     "the imported config needs fixing before `vpn-ctl up` accepts it:\n{problems}"
                 );
+            }
+        }
+        Command::Watchdog { once, interval } => {
+            let config = config::load(&cli.config)?;
+            anyhow::ensure!(
+                !config.ipsec.is_empty(),
+                "{} has no [ipsec.NAME] sites to watch",
+                cli.config.display()
+            );
+            let options = crate::watchdog::Options {
+                once,
+                interval: std::time::Duration::from_secs(interval.max(1)),
+            };
+            if !runtime.block_on(crate::watchdog::run(&config, &options))? {
+                anyhow::bail!("some IPsec sites are down (see above)");
             }
         }
         Command::Export {
@@ -222,6 +256,68 @@ fn peer_command(config_path: &Path, action: PeerAction) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn has_ike_sites(config: &config::Config) -> bool {
+    config
+        .ipsec
+        .iter()
+        .any(|s| matches!(s.keying, config::ipsec::Keying::Ike(_)))
+}
+
+/// A VICI connection to the charon on the default socket, if one answers.
+async fn running_charon() -> Option<ike::Vici> {
+    ike::Vici::connect(std::path::Path::new(ike::DEFAULT_SOCKET))
+        .await
+        .ok()
+}
+
+/// Applies the config's IKE sites through charon, starting charon where none runs. Without IKE
+/// sites, only unloads what vpn-ctl loaded for sites since removed, if a charon runs.
+async fn ike_up(config: &config::Config) -> anyhow::Result<Vec<String>> {
+    let socket = std::path::Path::new(ike::DEFAULT_SOCKET);
+    let mut changes = Vec::new();
+    let mut vici = if has_ike_sites(config) {
+        let start =
+            ike::ensure_charon(socket, std::path::Path::new(ike::charon::DEFAULT_CONF_DIR))?;
+        if let ike::CharonStart::Started { .. } = &start {
+            changes.push(format!("IKE: {start}"));
+        }
+        ike::Vici::connect(socket).await?
+    } else {
+        match running_charon().await {
+            Some(vici) => vici,
+            None => return Ok(changes),
+        }
+    };
+    changes.extend(ike::up(&mut vici, &config.ipsec, &ike::UpOptions::default()).await?);
+    Ok(changes)
+}
+
+/// The IKE SAs of `vpn-ctl status`.
+fn render_ike(sas: &[ike::IkeSa]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for sa in sas.iter().filter(|sa| ike::site_of(&sa.name).is_some()) {
+        let _ = writeln!(
+            out,
+            "IKE SA {} (IKEv{}): {}{}",
+            sa.name,
+            sa.version,
+            sa.state,
+            sa.established
+                .map(|s| format!(", established {}", wireguard::human_age(s)))
+                .unwrap_or_default()
+        );
+        for child in &sa.children {
+            let _ = writeln!(
+                out,
+                "  child {}: {}, {} packets in, {} packets out",
+                child.name, child.state, child.packets_in, child.packets_out
+            );
+        }
+    }
+    out
 }
 
 fn print_changes(changes: &[String], nothing: &str) {

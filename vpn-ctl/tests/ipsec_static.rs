@@ -420,3 +420,63 @@ fn static_tunnel_carries_lan_to_lan_pings_and_up_down_are_exact() {
         );
     }
 }
+
+/// The watchdog finds a flushed SA pair, says so, re-applies the site, and the tunnel carries
+/// traffic again; with the SAs in place it reports the probe answering.
+#[test]
+fn watchdog_restores_flushed_static_sas() {
+    if !kernel_has(Feature::Esp) {
+        return;
+    }
+    let net = VethPair::new();
+    let (router_a, router_b) = (&net.a, &net.b);
+    let lan_a = lan_behind(router_a, "192.168.2");
+    let _lan_b = lan_behind(router_b, "192.168.3");
+    router_a.ip(&["route", "add", "default", "via", &net.b_addr.to_string()]);
+    router_b.ip(&["route", "add", "default", "via", &net.a_addr.to_string()]);
+    let (mut branch, hq) = site_pair(&net);
+    branch.watchdog_probe = Some("192.168.3.10".parse().unwrap());
+    up(router_a, std::slice::from_ref(&branch));
+    up(router_b, std::slice::from_ref(&hq));
+    let config = vpn_ctl::config::Config {
+        path: "vpn.toml".into(),
+        router: Default::default(),
+        wireguard: Vec::new(),
+        ipsec: vec![branch.clone()],
+    };
+    let once = vpn_ctl::watchdog::Options {
+        once: true,
+        interval: std::time::Duration::from_secs(1),
+    };
+    let watch = |router: &Netns| {
+        router.enter(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let nl_check = rt.block_on(async {
+                let nl = vpn_ctl::link::Netlink::connect().unwrap();
+                vpn_ctl::watchdog::check(&nl, &branch).await.unwrap()
+            });
+            let all_up = rt.block_on(vpn_ctl::watchdog::run(&config, &once)).unwrap();
+            (nl_check, all_up)
+        })
+    };
+
+    let (health, all_up) = watch(router_a);
+    assert!(health.is_up(), "{health}");
+    assert!(all_up);
+
+    ip_words(router_a, "xfrm state flush");
+    let (health, all_up) = watch(router_a);
+    assert!(
+        matches!(health, vpn_ctl::watchdog::Health::NoSa { .. }),
+        "{health}"
+    );
+    assert!(
+        health.to_string().starts_with("no SA in the kernel"),
+        "{health}"
+    );
+    assert!(all_up, "the watchdog did not restore the site");
+    ping(&lan_a, "192.168.3.10");
+}

@@ -25,6 +25,7 @@ const PACKAGES: &[&str] = &[
     "wireguard-tools",
     "strongswan-charon",
     "strongswan-swanctl",
+    "libstrongswan-standard-plugins",
     "qemu-system-x86",
     "kmod",
     "cpio",

@@ -1,0 +1,535 @@
+//! IKE keying end to end: vpn-ctl's side against a strongSwan configured like the seed's
+//! FRITZ!Box, each router running its own charon inside its namespace.
+//!
+//! ```text
+//!  LAN 192.168.2.10 ── left router (vpn-ctl, charon) ══ WAN veth ══ right router ("FRITZ!Box",
+//!                      192.168.2.1                                   charon + swanctl.conf)
+//!                                                                    192.168.1.1 ── LAN 192.168.1.10
+//! ```
+//!
+//! The FRITZ!Box side is loaded with swanctl from a swanctl.conf written here (IKEv1
+//! aggressive mode, PSK, aes256-sha1-modp1024 for IKE and ESP, FQDN identities
+//! right.domain.com / left.domain.com), not through vpn-ctl's code, so the two sides are
+//! configured independently. vpn-ctl's side is an `IpsecSite` applied with `ike::up`.
+//!
+//! The ESP part needs a kernel with ESP (the QEMU guest: `cargo xtask guest --test
+//! ipsec_ike`); the VICI round trip with one charon runs anywhere.
+
+use std::{
+    fs,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use vpn_ctl::{
+    config::ipsec::{Gateway, Identity, IkeKeying, IkeVersion, IpsecSite, Keying, SecretBytes},
+    ike::{self, CharonLaunch, CharonStart, UpOptions, Vici},
+};
+use vpn_ctl_tests::{
+    Netns, VethPair,
+    kernel::{Feature, kernel_has},
+    run,
+};
+
+const PSK: &str = "VPNPassword";
+/// charon under TCG takes seconds per exchange; generous but bounded.
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A charon running in a namespace with its own config directory; stopped on drop.
+struct Charon {
+    label: &'static str,
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Charon {
+    /// Starts charon in `ns` through vpn-ctl's launcher, with its own `/run` (charon's pid
+    /// file is compiled in, and two run at once here).
+    fn start(label: &'static str, ns: &Netns, dir: &Path, aggressive_psk: bool) -> Charon {
+        let socket = dir.join("charon.vici");
+        let mut launch = CharonLaunch::new(&socket, dir);
+        launch.netns = Some(ns.name().to_string());
+        launch.private_run = true;
+        launch.aggressive_psk = aggressive_psk;
+        launch.wait = TIMEOUT;
+        let log = launch.log_path();
+        match launch.ensure() {
+            Ok(CharonStart::Started { child, .. }) => Charon {
+                label,
+                child,
+                socket,
+                log,
+            },
+            Ok(other) => panic!("{label}: expected a new charon, got: {other}"),
+            Err(e) => panic!("{label}: starting charon failed: {e:#}"),
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log)
+            .unwrap_or_else(|e| format!("(cannot read {}: {e})", self.log.display()))
+    }
+}
+
+impl Drop for Charon {
+    fn drop(&mut self) {
+        let _ = ike::stop_charon(&mut self.child, Duration::from_secs(5));
+    }
+}
+
+/// Prints every charon's log when the test fails (on drop while panicking).
+struct LogsOnFailure<'a>(Vec<&'a Charon>);
+
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for charon in &self.0 {
+                eprintln!(
+                    "===== {} charon's log ({}) =====\n{}",
+                    charon.label,
+                    charon.log.display(),
+                    charon.log()
+                );
+            }
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The seed's OpenWrt side: IKEv1 aggressive towards the FRITZ!Box.
+fn left_site(remote_gateway: Ipv4Addr) -> IpsecSite {
+    IpsecSite {
+        name: "fritzbox".into(),
+        local_gateway: None,
+        remote_gateway: Gateway::Address(remote_gateway.into()),
+        local_subnets: vec!["192.168.2.0/24".parse().unwrap()],
+        remote_subnets: vec!["192.168.1.0/24".parse().unwrap()],
+        keying: Keying::Ike(IkeKeying {
+            version: IkeVersion::V1Aggressive,
+            local_id: Some(Identity::Fqdn("left.domain.com".into())),
+            remote_id: Some(Identity::Fqdn("right.domain.com".into())),
+            psk: SecretBytes::new(PSK.as_bytes().to_vec()),
+            psk_file: "fritzbox.psk".into(),
+            ike_proposals: vec!["aes256-sha1-modp1024".into()],
+            esp_proposals: vec!["aes256-sha1-modp1024".into()],
+            ike_lifetime: Duration::from_secs(3600),
+            esp_lifetime: Duration::from_secs(28800),
+            dpd: Some(Duration::from_secs(30)),
+            nat_traversal: true,
+        }),
+        watchdog_probe: Some("192.168.1.1".parse().unwrap()),
+    }
+}
+
+/// The FRITZ!Box's `vpncfg` of the seed, as a strongSwan responder: aggressive mode
+/// (`phase1_mode_idp`), PSK, FQDN ids, `phase2ss = esp-all-all/ah-none/comp-all/pfs`
+/// narrowed to what it agrees on with OpenWrt, the local and remote LANs.
+fn fritzbox_swanctl_conf(local: Ipv4Addr, remote: Ipv4Addr) -> String {
+    format!(
+        r#"connections {{
+    fritzbox {{
+        version = 1
+        aggressive = yes
+        local_addrs = {local}
+        remote_addrs = {remote}
+        proposals = aes256-sha1-modp1024
+        rekey_time = 3600s
+        dpd_delay = 30s
+        local {{
+            auth = psk
+            id = right.domain.com
+        }}
+        remote {{
+            auth = psk
+            id = left.domain.com
+        }}
+        children {{
+            fritzbox {{
+                local_ts = 192.168.1.0/24
+                remote_ts = 192.168.2.0/24
+                esp_proposals = aes256-sha1-modp1024
+                life_time = 3600s
+            }}
+        }}
+    }}
+}}
+secrets {{
+    ike-fritzbox {{
+        id-1 = left.domain.com
+        id-2 = right.domain.com
+        secret = "{PSK}"
+    }}
+}}
+"#
+    )
+}
+
+/// The FRITZ!Box: a charon in `wan.a` loaded with swanctl from [`fritzbox_swanctl_conf`].
+fn fritzbox(wan: &VethPair, dir: &Path) -> Charon {
+    // It answers aggressive mode with a PSK, which charon refuses by default.
+    let fritz = Charon::start("FRITZ!Box", &wan.a, dir, true);
+    let _logs = LogsOnFailure(vec![&fritz]);
+    let swanctl_conf = dir.join("swanctl.conf");
+    fs::write(&swanctl_conf, fritzbox_swanctl_conf(wan.a_addr, wan.b_addr)).unwrap();
+    let loaded = text(run(std::process::Command::new("swanctl")
+        .args(["--load-all", "--noprompt", "--file"])
+        .arg(&swanctl_conf)
+        .arg("--uri")
+        .arg(format!("unix://{}", fritz.socket.display()))));
+    assert!(loaded.contains("loaded connection 'fritzbox'"), "{loaded}");
+    drop(_logs);
+    fritz
+}
+
+/// A router with a LAN namespace behind it: router `lan0` = `.1`, host `eth0` = `.10`,
+/// forwarding on, the host routing through the router.
+fn lan_behind(router: &Netns, prefix: &str) -> Netns {
+    let lan = Netns::new();
+    router.ip(&[
+        "link",
+        "add",
+        "lan0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        lan.name(),
+    ]);
+    router.ip(&["addr", "add", &format!("{prefix}.1/24"), "dev", "lan0"]);
+    router.ip(&["link", "set", "lan0", "up"]);
+    lan.ip(&["addr", "add", &format!("{prefix}.10/24"), "dev", "eth0"]);
+    lan.ip(&["link", "set", "eth0", "up"]);
+    lan.ip(&["route", "add", "default", "via", &format!("{prefix}.1")]);
+    run(router
+        .command("sysctl")
+        .args(["-qw", "net.ipv4.ip_forward=1"]));
+    lan
+}
+
+fn text(out: std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until `read` returns an empty text, up to `TIMEOUT`; panics with `what` and the
+/// last text otherwise.
+fn wait_until_empty(what: &str, mut read: impl FnMut() -> String) {
+    let start = Instant::now();
+    loop {
+        let text = read();
+        if text.trim().is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "{what}: still there after {TIMEOUT:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `ip xfrm state` in `ns`.
+fn xfrm_states(ns: &Netns) -> String {
+    text(ns.ip(&["xfrm", "state"]))
+}
+
+/// `ip xfrm policy` in `ns`, without the per-socket policies charon keeps on its own IKE
+/// sockets while it runs (`src 0.0.0.0/0 dst 0.0.0.0/0 / socket in priority 0`).
+fn xfrm_policies(ns: &Netns) -> String {
+    let all = text(ns.ip(&["xfrm", "policy"]));
+    let mut blocks: Vec<String> = Vec::new();
+    for line in all.lines() {
+        match blocks.last_mut() {
+            Some(block) if line.starts_with(char::is_whitespace) => {
+                block.push('\n');
+                block.push_str(line);
+            }
+            _ => blocks.push(line.to_string()),
+        }
+    }
+    blocks
+        .into_iter()
+        .filter(|b| !b.contains("socket in") && !b.contains("socket out"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn the_sa(sas: &[ike::IkeSa]) -> (&ike::IkeSa, &ike::ChildSa) {
+    let ike = sas
+        .iter()
+        .find(|s| s.name == "vpn-ctl-fritzbox")
+        .unwrap_or_else(|| panic!("no IKE SA vpn-ctl-fritzbox in {sas:#?}"));
+    let child = ike
+        .children
+        .iter()
+        .find(|c| c.name == "vpn-ctl-fritzbox")
+        .unwrap_or_else(|| panic!("no CHILD SA vpn-ctl-fritzbox in {ike:#?}"));
+    (ike, child)
+}
+
+#[test]
+fn ikev1_aggressive_with_a_fritzbox_like_peer_carries_lan_to_lan_traffic() {
+    if !kernel_has(Feature::Esp) {
+        return;
+    }
+    // a = the FRITZ!Box's WAN (right), b = vpn-ctl's router's WAN (left).
+    let wan = VethPair::new();
+    let (right, left) = (&wan.a, &wan.b);
+    // The internet: each router's default route leads to the other.
+    right.ip(&["route", "add", "default", "via", &wan.b_addr.to_string()]);
+    left.ip(&["route", "add", "default", "via", &wan.a_addr.to_string()]);
+    let right_lan = lan_behind(right, "192.168.1");
+    let left_lan = lan_behind(left, "192.168.2");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (right_dir, left_dir) = (dir.path().join("fritzbox"), dir.path().join("vpn-ctl"));
+    fs::create_dir(&right_dir).unwrap();
+    fs::create_dir(&left_dir).unwrap();
+
+    let fritz = fritzbox(&wan, &right_dir);
+    let _logs = LogsOnFailure(vec![&fritz]);
+
+    let ours = Charon::start("vpn-ctl's", left, &left_dir, false);
+    let _ours_logs = LogsOnFailure(vec![&ours]);
+    // A second ensure finds it running and says so.
+    let again = ike::ensure_charon(&ours.socket, &left_dir).unwrap();
+    assert!(
+        matches!(again, CharonStart::Running { .. }),
+        "ensure_charon started another: {again}"
+    );
+    assert!(again.to_string().contains("charon answers on"), "{again}");
+
+    let rt = runtime();
+    let mut vici = rt.block_on(Vici::connect(&ours.socket)).unwrap();
+    let version = rt.block_on(vici.version()).unwrap();
+    assert!(version.contains("charon"), "{version}");
+    let options = UpOptions {
+        state_dir: left_dir.join("state"),
+        timeout: TIMEOUT,
+    };
+    let site = left_site(wan.a_addr);
+
+    // First up: loads, initiates from vpn-ctl's side, and says so.
+    let changes = rt
+        .block_on(ike::up(&mut vici, std::slice::from_ref(&site), &options))
+        .unwrap_or_else(|e| panic!("first up failed: {e:#}"));
+    let report = changes.join("\n");
+    assert!(
+        report.contains("vpn-ctl-fritzbox: loaded into charon"),
+        "{report}"
+    );
+    assert!(report.contains("vpn-ctl-fritzbox: established"), "{report}");
+
+    let sas = rt.block_on(ike::status(&mut vici)).unwrap();
+    let (sa, child) = the_sa(&sas);
+    assert_eq!(sa.state, "ESTABLISHED", "{sa:#?}");
+    assert_eq!(sa.version, 1);
+    assert!(sa.initiator, "vpn-ctl's side initiated");
+    assert_eq!(sa.remote_id.as_deref(), Some("right.domain.com"));
+    assert_eq!(sa.local_id.as_deref(), Some("left.domain.com"));
+    assert!(sa.algorithms.contains("AES_CBC-256"), "{}", sa.algorithms);
+    assert!(sa.algorithms.contains("MODP_1024"), "{}", sa.algorithms);
+    assert_eq!(child.state, "INSTALLED", "{child:#?}");
+    assert_eq!(child.local_ts, ["192.168.2.0/24"]);
+    assert_eq!(child.remote_ts, ["192.168.1.0/24"]);
+    let (spi_in, spi_out) = (child.spi_in.unwrap(), child.spi_out.unwrap());
+    let first = (sa.unique_id, spi_in, spi_out);
+    let (packets_in, packets_out) = (child.packets_in, child.packets_out);
+    let state = xfrm_states(left);
+    assert!(state.contains(&format!("spi 0x{spi_in:08x}")), "{state}");
+    let policies = xfrm_policies(left);
+    assert!(
+        policies.contains("src 192.168.2.0/24 dst 192.168.1.0/24"),
+        "{policies}"
+    );
+
+    // LAN to LAN through the tunnel, both ways.
+    run(left_lan
+        .command("ping")
+        .args(["-c", "3", "-i", "0.2", "-W", "5", "192.168.1.10"]));
+    run(right_lan
+        .command("ping")
+        .args(["-c", "2", "-i", "0.2", "-W", "5", "192.168.2.10"]));
+    let sas = rt.block_on(ike::status(&mut vici)).unwrap();
+    let (_, child) = the_sa(&sas);
+    assert!(
+        child.packets_out >= packets_out + 5 && child.packets_in >= packets_in + 5,
+        "the CHILD SA's counters did not rise with the pings: before in {packets_in} out \
+         {packets_out}, after {child:#?}"
+    );
+    assert!(child.bytes_in > 0 && child.bytes_out > 0, "{child:#?}");
+
+    // A second up with the same site changes nothing: same IKE SA, same SPIs.
+    let changes = rt
+        .block_on(ike::up(&mut vici, std::slice::from_ref(&site), &options))
+        .unwrap_or_else(|e| panic!("second up failed: {e:#}"));
+    assert!(
+        changes.is_empty(),
+        "the second up did something: {changes:#?}"
+    );
+    let sas = rt.block_on(ike::status(&mut vici)).unwrap();
+    let (sa, child) = the_sa(&sas);
+    assert_eq!(
+        (sa.unique_id, child.spi_in.unwrap(), child.spi_out.unwrap()),
+        first,
+        "the SA was re-established"
+    );
+    assert_eq!(sas.len(), 1, "{sas:#?}");
+
+    // A changed ESP lifetime: reloaded, the old SA terminated, a new one negotiated.
+    let mut changed = site.clone();
+    let Keying::Ike(ike_keying) = &mut changed.keying else {
+        unreachable!()
+    };
+    ike_keying.esp_lifetime = Duration::from_secs(7200);
+    let changes = rt
+        .block_on(ike::up(&mut vici, std::slice::from_ref(&changed), &options))
+        .unwrap_or_else(|e| panic!("up with a changed lifetime failed: {e:#}"));
+    let report = changes.join("\n");
+    assert!(
+        report.contains("children.vpn-ctl-fritzbox.life_time: 28800 -> 7200"),
+        "{report}"
+    );
+    assert!(report.contains("terminated its SAs"), "{report}");
+    assert!(report.contains("vpn-ctl-fritzbox: established"), "{report}");
+    let sas = rt.block_on(ike::status(&mut vici)).unwrap();
+    let (sa, child) = the_sa(&sas);
+    assert_ne!(
+        sa.unique_id, first.0,
+        "the old IKE SA is still there: {sas:#?}"
+    );
+    assert_eq!(child.life_time.map(|t| t <= 7200), Some(true), "{child:#?}");
+    run(left_lan
+        .command("ping")
+        .args(["-c", "2", "-i", "0.2", "-W", "5", "192.168.1.10"]));
+
+    // down: terminated and unloaded; no SA left in the kernel, nothing of vpn-ctl in charon.
+    let changes = rt.block_on(ike::down(&mut vici, &options)).unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c == "vpn-ctl-fritzbox: terminated and unloaded"),
+        "{changes:#?}"
+    );
+    wait_until_empty("the kernel's SAs on vpn-ctl's side", || xfrm_states(left));
+    wait_until_empty("the kernel's IPsec policies on vpn-ctl's side", || {
+        xfrm_policies(left)
+    });
+    assert!(rt.block_on(ike::status(&mut vici)).unwrap().is_empty());
+    assert!(rt.block_on(vici.conn_names()).unwrap().is_empty());
+    assert!(rt.block_on(vici.shared_ids()).unwrap().is_empty());
+    // The FRITZ!Box was told: its SAs are gone too.
+    wait_until_empty("the FRITZ!Box side's SAs after the delete", || {
+        xfrm_states(right)
+    });
+}
+
+/// What vpn-ctl loads is what charon takes: one charon, no peer, no ESP needed (runs on the
+/// host too).
+#[test]
+fn charon_takes_vpn_ctls_connection_and_key_and_gives_them_back() {
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let charon = Charon::start("vpn-ctl's", &ns, dir.path(), false);
+    let _logs = LogsOnFailure(vec![&charon]);
+    let rt = runtime();
+    let mut vici = rt.block_on(Vici::connect(&charon.socket)).unwrap();
+
+    let site = left_site(Ipv4Addr::new(192, 0, 2, 1));
+    let conn = ike::Connection::from_site(&site).unwrap();
+    rt.block_on(vici.load_shared(&conn.shared)).unwrap();
+    rt.block_on(vici.load_conn(&conn.name, &conn.body)).unwrap();
+
+    assert_eq!(
+        rt.block_on(vici.conn_names()).unwrap(),
+        ["vpn-ctl-fritzbox"]
+    );
+    assert_eq!(
+        rt.block_on(vici.shared_ids()).unwrap(),
+        ["vpn-ctl-fritzbox"]
+    );
+    let loaded = rt.block_on(vici.list_conns(Some(&conn.name))).unwrap();
+    assert_eq!(loaded.len(), 1, "{loaded:#?}");
+    // Everything charon shows of it is what the site says.
+    assert_eq!(
+        conn.differences_from_loaded(&loaded[0]),
+        Vec::<String>::new(),
+        "{loaded:#?}"
+    );
+    // So with the record of this load, `up` would leave it alone (but initiate: no SA).
+    let record = conn.record().unwrap();
+    let plan = ike::plan_site(&conn, &record, Some(&loaded[0]), Some(&record), true, &[]);
+    assert_eq!((plan.load, plan.sa), (None, ike::SaAction::Initiate));
+
+    // Nothing else is touched: a connection without the prefix survives `down`.
+    let mut other = site.clone();
+    other.name = "x".into();
+    other.local_subnets = vec!["10.1.0.0/24".parse().unwrap()];
+    let other = ike::Connection::from_site(&other).unwrap();
+    rt.block_on(vici.load_conn("home", &other.body)).unwrap();
+
+    let options = UpOptions {
+        state_dir: dir.path().join("state"),
+        timeout: Duration::from_secs(10),
+    };
+    // `up` with the site gone from the config removes it, and only it.
+    let changes = rt.block_on(ike::up(&mut vici, &[], &options)).unwrap();
+    assert_eq!(
+        changes,
+        ["vpn-ctl-fritzbox: removed (its site left the config)"]
+    );
+    assert_eq!(rt.block_on(vici.conn_names()).unwrap(), ["home"]);
+    assert!(rt.block_on(vici.shared_ids()).unwrap().is_empty());
+    // So `down` finds nothing of vpn-ctl's left.
+    let changes = rt.block_on(ike::down(&mut vici, &options)).unwrap();
+    assert_eq!(changes, Vec::<String>::new());
+    assert_eq!(rt.block_on(vici.conn_names()).unwrap(), ["home"]);
+}
+
+/// A wrong pre-shared key: `up` fails with charon's reason, its log of the attempt and a hint
+/// in plain words, and never with the key. (IKE fails before any ESP SA: runs on the host.)
+#[test]
+fn a_wrong_key_fails_with_charons_reason_and_a_hint() {
+    let wan = VethPair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (right_dir, left_dir) = (dir.path().join("fritzbox"), dir.path().join("vpn-ctl"));
+    fs::create_dir(&right_dir).unwrap();
+    fs::create_dir(&left_dir).unwrap();
+    let fritz = fritzbox(&wan, &right_dir);
+    let ours = Charon::start("vpn-ctl's", &wan.b, &left_dir, false);
+    let _logs = LogsOnFailure(vec![&fritz, &ours]);
+
+    let mut site = left_site(wan.a_addr);
+    let Keying::Ike(ike_keying) = &mut site.keying else {
+        unreachable!()
+    };
+    ike_keying.psk = SecretBytes::new(b"NotTheFritzBoxKey".to_vec());
+    let rt = runtime();
+    let mut vici = rt.block_on(Vici::connect(&ours.socket)).unwrap();
+    let options = UpOptions {
+        state_dir: left_dir.join("state"),
+        timeout: TIMEOUT,
+    };
+    let err = rt
+        .block_on(ike::up(&mut vici, &[site], &options))
+        .expect_err("up with a wrong key succeeded");
+    let text = format!("{err:#}");
+    assert!(text.contains("vpn-ctl-fritzbox did not come up"), "{text}");
+    // In aggressive mode the initiator checks the responder's hash, keyed with the PSK.
+    assert!(text.contains("calculated HASH does not match"), "{text}");
+    assert!(text.contains("help: the pre-shared keys differ"), "{text}");
+    // What had been done before the failure is said too.
+    assert!(text.contains("loaded into charon"), "{text}");
+    assert!(!text.contains("NotTheFritzBoxKey"), "{text}");
+    assert!(rt.block_on(ike::status(&mut vici)).unwrap().is_empty());
+}
