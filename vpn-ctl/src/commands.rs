@@ -138,6 +138,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let options = crate::watchdog::Options {
                 once,
                 interval: std::time::Duration::from_secs(interval.max(1)),
+                vici_socket: ike::DEFAULT_SOCKET.into(),
             };
             if !runtime.block_on(crate::watchdog::run(&config, &options))? {
                 anyhow::bail!("some IPsec sites are down (see above)");
@@ -277,6 +278,19 @@ async fn running_charon() -> Option<ike::Vici> {
 async fn ike_up(config: &config::Config) -> anyhow::Result<Vec<String>> {
     let socket = std::path::Path::new(ike::DEFAULT_SOCKET);
     let mut changes = Vec::new();
+    for site in &config.ipsec {
+        if let config::ipsec::Keying::Ike(ike) = &site.keying {
+            let weak = ike.weak_algorithms();
+            if !weak.is_empty() {
+                log::warn!(
+                    "site {}: uses weak algorithms ({}), allowed by allow_weak; switch to \
+                     stronger ones when the peer supports them",
+                    site.name,
+                    weak.join(", ")
+                );
+            }
+        }
+    }
     let mut vici = if has_ike_sites(config) {
         let start =
             ike::ensure_charon(socket, std::path::Path::new(ike::charon::DEFAULT_CONF_DIR))?;

@@ -174,6 +174,8 @@ pub struct Options {
     /// One pass (check, repair, check again), then return.
     pub once: bool,
     pub interval: Duration,
+    /// charon's VICI socket, for restarting IKE sites.
+    pub vici_socket: std::path::PathBuf,
 }
 
 /// The longest wait between repairs of a site that stays down.
@@ -198,7 +200,7 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<bool> {
                 health
             } else {
                 log::warn!("site {}: {health}", site.name);
-                match repair(config, site, &health).await? {
+                match repair(config, site, &health, &options.vici_socket).await? {
                     Some(what) => {
                         log::warn!("site {}: {what}", site.name);
                         check(&nl, site).await?
@@ -237,6 +239,7 @@ async fn repair(
     config: &Config,
     site: &IpsecSite,
     health: &Health,
+    vici_socket: &std::path::Path,
 ) -> anyhow::Result<Option<String>> {
     match (&site.keying, health) {
         (Keying::Static(_), Health::NoSa { .. }) => {
@@ -253,8 +256,7 @@ async fn repair(
         (Keying::Ike(_), Health::Unresolvable { .. }) => Ok(None),
         // Otherwise renegotiate: terminate what is left and initiate again through charon.
         (Keying::Ike(_), _) => {
-            let socket = std::path::Path::new(ike::DEFAULT_SOCKET);
-            let mut vici = ike::Vici::connect(socket).await?;
+            let mut vici = ike::Vici::connect(vici_socket).await?;
             let name = ike::conn_name(&site.name);
             let timeout = ike::UpOptions::default().timeout;
             vici.terminate_ike(&name, timeout).await?;

@@ -413,6 +413,46 @@ fn ikev1_aggressive_with_a_fritzbox_like_peer_carries_lan_to_lan_traffic() {
         .command("ping")
         .args(["-c", "2", "-i", "0.2", "-W", "5", "192.168.1.10"]));
 
+    // The FRITZ!Box loses its SAs (a reboot, say): nothing comes back any more. The watchdog
+    // says so and renegotiates through charon; traffic flows again.
+    run(right.command("ip").args(["xfrm", "state", "flush"]));
+    let mut watched = changed.clone();
+    watched.watchdog_probe = Some("192.168.1.10".parse().unwrap());
+    let config = vpn_ctl::config::Config {
+        path: "vpn.toml".into(),
+        router: Default::default(),
+        wireguard: Vec::new(),
+        ipsec: vec![watched.clone()],
+    };
+    let watchdog_options = vpn_ctl::watchdog::Options {
+        once: true,
+        interval: Duration::from_secs(1),
+        vici_socket: ours.socket.clone(),
+    };
+    let (health, all_up) = left.enter(|| {
+        let rt = runtime();
+        let health = rt.block_on(async {
+            let nl = vpn_ctl::link::Netlink::connect().unwrap();
+            vpn_ctl::watchdog::check(&nl, &watched).await.unwrap()
+        });
+        let all_up = rt
+            .block_on(vpn_ctl::watchdog::run(&config, &watchdog_options))
+            .unwrap();
+        (health, all_up)
+    });
+    assert!(
+        matches!(health, vpn_ctl::watchdog::Health::NoReply { .. }),
+        "{health}"
+    );
+    assert!(
+        health.to_string().contains("nothing comes back"),
+        "{health}"
+    );
+    assert!(all_up, "the watchdog did not bring the tunnel back");
+    run(left_lan
+        .command("ping")
+        .args(["-c", "2", "-i", "0.2", "-W", "5", "192.168.1.10"]));
+
     // down: terminated and unloaded; no SA left in the kernel, nothing of vpn-ctl in charon.
     let changes = rt.block_on(ike::down(&mut vici, &options)).unwrap();
     assert!(

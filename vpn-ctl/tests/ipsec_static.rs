@@ -447,6 +447,7 @@ fn watchdog_restores_flushed_static_sas() {
     let once = vpn_ctl::watchdog::Options {
         once: true,
         interval: std::time::Duration::from_secs(1),
+        vici_socket: "/nonexistent/charon.vici".into(),
     };
     let watch = |router: &Netns| {
         router.enter(|| {
