@@ -203,6 +203,34 @@ impl VethPair {
     }
 }
 
+/// A LAN namespace behind `router`: a veth pair, the router's end `lan0` with `PREFIX.1/24`,
+/// the LAN host's end `eth0` with `PREFIX.10/24` and its default route via the router, which
+/// forwards (`net.ipv4.ip_forward=1`). `prefix` is the first three octets, e.g. "192.168.1".
+pub fn lan_behind(router: &Netns, prefix: &str) -> Netns {
+    let lan = Netns::new();
+    router.ip(&[
+        "link",
+        "add",
+        "lan0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        lan.name(),
+    ]);
+    router.ip(&["addr", "add", &format!("{prefix}.1/24"), "dev", "lan0"]);
+    router.ip(&["link", "set", "lan0", "up"]);
+    lan.ip(&["addr", "add", &format!("{prefix}.10/24"), "dev", "eth0"]);
+    lan.ip(&["link", "set", "eth0", "up"]);
+    lan.ip(&["route", "add", "default", "via", &format!("{prefix}.1")]);
+    run(router
+        .command("sysctl")
+        .args(["-qw", "net.ipv4.ip_forward=1"]));
+    lan
+}
+
 /// Sends each payload as one datagram from namespace `from` to `to`.
 pub fn send_udp(from: &Netns, to: SocketAddr, payloads: &[Vec<u8>]) {
     let any = if to.is_ipv4() {

@@ -194,6 +194,29 @@ struct SockDiag {
     seq: std::cell::Cell<u32>,
 }
 
+/// `setsockopt(SO_RCVTIMEO)`: a netlink request whose answer never comes fails after `secs`
+/// instead of blocking forever.
+pub(crate) fn set_receive_timeout(socket: &Socket, secs: libc::time_t) -> io::Result<()> {
+    let timeout = libc::timeval {
+        tv_sec: secs,
+        tv_usec: 0,
+    };
+    // SAFETY: a valid fd, and a pointer to a timeval of the given size that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const timeout).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl SockDiag {
     /// Opens a netlink socket to the kernel's `sock_diag` (what `ss` opens first).
     fn open() -> anyhow::Result<Self> {
@@ -207,25 +230,9 @@ impl SockDiag {
         socket
             .connect(&NetlinkAddr::new(0, 0))
             .context("cannot connect the NETLINK_SOCK_DIAG socket to the kernel")?;
-        let timeout = libc::timeval {
-            tv_sec: RECV_TIMEOUT_SECS,
-            tv_usec: 0,
-        };
-        // SAFETY: a valid fd, and a pointer to a timeval of the given size that outlives the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const timeout).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error()).context(
-                "cannot set a receive timeout (SO_RCVTIMEO) on the NETLINK_SOCK_DIAG socket",
-            );
-        }
+        set_receive_timeout(&socket, RECV_TIMEOUT_SECS).context(
+            "cannot set a receive timeout (SO_RCVTIMEO) on the NETLINK_SOCK_DIAG socket",
+        )?;
         Ok(Self {
             socket,
             seq: std::cell::Cell::new(1),

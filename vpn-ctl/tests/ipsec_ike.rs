@@ -30,7 +30,7 @@ use vpn_ctl::{
 use vpn_ctl_tests::{
     Netns, VethPair,
     kernel::{Feature, kernel_has},
-    run,
+    lan_behind, run,
 };
 
 const PSK: &str = "VPNPassword";
@@ -188,33 +188,6 @@ fn fritzbox(wan: &VethPair, dir: &Path) -> Charon {
     assert!(loaded.contains("loaded connection 'fritzbox'"), "{loaded}");
     drop(_logs);
     fritz
-}
-
-/// A router with a LAN namespace behind it: router `lan0` = `.1`, host `eth0` = `.10`,
-/// forwarding on, the host routing through the router.
-fn lan_behind(router: &Netns, prefix: &str) -> Netns {
-    let lan = Netns::new();
-    router.ip(&[
-        "link",
-        "add",
-        "lan0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        lan.name(),
-    ]);
-    router.ip(&["addr", "add", &format!("{prefix}.1/24"), "dev", "lan0"]);
-    router.ip(&["link", "set", "lan0", "up"]);
-    lan.ip(&["addr", "add", &format!("{prefix}.10/24"), "dev", "eth0"]);
-    lan.ip(&["link", "set", "eth0", "up"]);
-    lan.ip(&["route", "add", "default", "via", &format!("{prefix}.1")]);
-    run(router
-        .command("sysctl")
-        .args(["-qw", "net.ipv4.ip_forward=1"]));
-    lan
 }
 
 fn text(out: std::process::Output) -> String {

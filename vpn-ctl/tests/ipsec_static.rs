@@ -20,7 +20,7 @@ use vpn_ctl::{
 use vpn_ctl_tests::{
     Netns, VethPair,
     kernel::{Feature, kernel_has},
-    run, unique_name,
+    lan_behind, run,
 };
 
 fn stdout(cmd: &mut Command) -> String {
@@ -131,29 +131,6 @@ fn up_on_a_kernel_without_esp_fails_before_changing_anything() {
     assert!(msg.contains("nothing was changed"), "{msg}");
     let (states, policies) = xfrm_listing(&net.a);
     assert!(states.trim().is_empty() && policies.trim().is_empty());
-}
-
-/// A LAN namespace behind `router` on `prefix`.0/24: the router is `.1`, the host `.10`
-/// with its default route via the router, which forwards.
-fn lan_behind(router: &Netns, prefix: &str) -> Netns {
-    let lan = Netns::new();
-    let dev = unique_name("vpl");
-    ip_words(
-        router,
-        &format!(
-            "link add {dev} type veth peer name eth0 netns {}",
-            lan.name()
-        ),
-    );
-    router.ip(&["addr", "add", &format!("{prefix}.1/24"), "dev", &dev]);
-    router.ip(&["link", "set", &dev, "up"]);
-    lan.ip(&["addr", "add", &format!("{prefix}.10/24"), "dev", "eth0"]);
-    lan.ip(&["link", "set", "eth0", "up"]);
-    lan.ip(&["route", "add", "default", "via", &format!("{prefix}.1")]);
-    run(router
-        .command("sysctl")
-        .args(["-qw", "net.ipv4.ip_forward=1"]));
-    lan
 }
 
 const KEY_A_TO_B: [u8; 36] = [0x11; 36];

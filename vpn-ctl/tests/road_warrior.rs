@@ -18,7 +18,7 @@ use std::{
 use vpn_ctl_tests::{
     Netns, VethPair,
     kernel::{Feature, kernel_has},
-    run,
+    lan_behind, run,
 };
 
 const VPN_CTL: &str = env!("CARGO_BIN_EXE_vpn-ctl");
@@ -69,28 +69,8 @@ fn site() -> Site {
 
 fn site_with(iface: &str) -> Site {
     let net = VethPair::new();
-    let lan = Netns::new();
     let router = &net.b;
-    router.ip(&[
-        "link",
-        "add",
-        "lan0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        lan.name(),
-    ]);
-    router.ip(&["addr", "add", "192.168.1.1/24", "dev", "lan0"]);
-    router.ip(&["link", "set", "lan0", "up"]);
-    lan.ip(&["addr", "add", "192.168.1.10/24", "dev", "eth0"]);
-    lan.ip(&["link", "set", "eth0", "up"]);
-    lan.ip(&["route", "add", "default", "via", "192.168.1.1"]);
-    run(router
-        .command("sysctl")
-        .args(["-qw", "net.ipv4.ip_forward=1"]));
+    let lan = lan_behind(router, "192.168.1");
 
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("wg0.key");

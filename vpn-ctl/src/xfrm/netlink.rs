@@ -9,7 +9,7 @@
 //! its error, and for extended acknowledgements (`NETLINK_EXT_ACK`) so its reason ("Requested
 //! AEAD algorithm not found") reaches the user.
 
-use std::{cell::Cell, io, os::fd::AsRawFd as _};
+use std::{cell::Cell, io};
 
 use anyhow::{Context as _, anyhow, bail};
 use netlink_packet_core::{
@@ -82,24 +82,8 @@ impl XfrmSocket {
             .context("cannot set NETLINK_CAP_ACK on the NETLINK_XFRM socket")?;
         // Older kernels lack extended acknowledgements; the errno alone still gets through.
         let _ = socket.set_ext_ack(true);
-        let timeout = libc::timeval {
-            tv_sec: RECV_TIMEOUT_SECS,
-            tv_usec: 0,
-        };
-        // SAFETY: a valid fd, and a pointer to a timeval of the given size that outlives the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const timeout).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error())
-                .context("cannot set a receive timeout (SO_RCVTIMEO) on the NETLINK_XFRM socket");
-        }
+        crate::sockets::set_receive_timeout(&socket, RECV_TIMEOUT_SECS)
+            .context("cannot set a receive timeout (SO_RCVTIMEO) on the NETLINK_XFRM socket")?;
         Ok(Self {
             socket,
             seq: Cell::new(1),
