@@ -14,7 +14,8 @@ use anyhow::{Context as _, bail};
 use crate::step;
 
 /// Debian packages: the eBPF compiler and its `core`, LLVM for bpf-linker, the tools the
-/// tests use, and the guest harness's emulator, module tools and initramfs pieces.
+/// tests use, the guest harness's emulator, module tools and initramfs pieces, libnftnl (the
+/// firewall's netlink library) and Prometheus (the metrics tests scrape with it).
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -30,6 +31,12 @@ const PACKAGES: &[&str] = &[
     "kmod",
     "cpio",
     "busybox-static",
+    "nftables",
+    "conntrack",
+    "libnftnl-dev",
+    "libmnl-dev",
+    "pkg-config",
+    "prometheus",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The rustup name under which Debian's compiler is linked; vpn-ctl's build.rs uses it.
