@@ -243,6 +243,7 @@ mod tests {
             fwmark: None,
             public_endpoint: None,
             client_dns: vec![],
+            internet: true,
             peers: vec![],
         }
     }
@@ -294,6 +295,7 @@ mod tests {
                 "192.168.1.0/24".parse().unwrap(),
                 "10.8.0.0/24".parse().unwrap(),
             ],
+            ..Router::default()
         };
         let nets: Vec<String> = Tunnel::Split
             .allowed_ips(&interface(), &router)

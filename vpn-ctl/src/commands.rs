@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::{
     cli::{Cli, Command, ExportTarget, ImportSource, PeerAction},
-    client, config, ike, import,
+    client, config, firewall, ike, import,
     key::Secret,
     peer, wireguard, xfrm,
 };
@@ -36,10 +36,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let mut changes = runtime.block_on(wireguard::up(&config, backend))?.changes;
             changes.extend(ipsec_sites(&config, xfrm::up)?);
             changes.extend(runtime.block_on(ike_up(&config))?);
+            let firewall = firewall::up(&config)?;
+            changes.extend(firewall.changes);
             print_changes(
                 &changes,
                 "everything already matches the config; nothing changed",
             );
+            for warning in &firewall.warnings {
+                log::warn!("{warning}");
+            }
+            for finding in &firewall.findings {
+                log::warn!("firewall: {finding}");
+            }
         }
         Command::Down => {
             let config = config::load(&cli.config)?;
@@ -48,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(mut vici) = runtime.block_on(running_charon()) {
                 changes.extend(runtime.block_on(ike::down(&mut vici, &ike::UpOptions::default()))?);
             }
+            changes.extend(firewall::down()?);
             print_changes(&changes, "nothing to remove");
         }
         Command::Status { json } => {
@@ -64,11 +73,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => None,
             };
+            let firewall = firewall::check(&config);
             if json {
                 let status = serde_json::json!({
                     "wireguard": wireguard,
                     "ipsec": ipsec,
                     "ike": ike_sas,
+                    "firewall": firewall.as_ref().map_err(|e| format!("{e:#}")),
                 });
                 serde_json::to_writer_pretty(std::io::stdout(), &status)?;
                 println!();
@@ -81,6 +92,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     print!("{}", render_ike(sas));
                 } else if has_ike_sites(&config) {
                     println!("IKE: charon is not running: `vpn-ctl up` starts it");
+                }
+                match &firewall {
+                    Ok(findings) if config.router.firewall != config::FirewallMode::Off => {
+                        print!("{}", firewall::render(findings))
+                    }
+                    Ok(_) => {}
+                    Err(e) => println!("firewall: cannot check it: {e:#}"),
                 }
             }
         }

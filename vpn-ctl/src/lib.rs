@@ -8,6 +8,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod diag;
+pub mod firewall;
 pub mod fritzbox;
 pub mod ike;
 pub mod import;

@@ -894,6 +894,7 @@ public_endpoint = "home.example.org:51821"
             fwmark: None,
             public_endpoint: None,
             client_dns: vec![],
+            internet: true,
             peers: peers
                 .iter()
                 .enumerate()

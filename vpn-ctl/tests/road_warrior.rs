@@ -12,26 +12,17 @@ use std::{
     fs,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::Output,
 };
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{VPN_CTL, phone_up_with_vpn_ctl, stdout, vpn_ctl};
 use vpn_ctl_tests::{
     Netns, VethPair,
     kernel::{Feature, kernel_has},
     lan_behind, run,
 };
-
-const VPN_CTL: &str = env!("CARGO_BIN_EXE_vpn-ctl");
-
-/// `vpn-ctl --config CONFIG ARGS...` inside `ns`, which must succeed.
-fn vpn_ctl(ns: &Netns, config: &Path, args: &[&str]) -> String {
-    let out = run(ns.command(VPN_CTL).arg("--config").arg(config).args(args));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn stdout(out: Output) -> String {
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// `wg show wg0 dump` peer lines: public key -> (latest handshake, rx, tx).
 fn peer_dump(ns: &Netns, dev: &str) -> Vec<(String, String, String, String)> {
@@ -129,25 +120,6 @@ fn pubkey(ns: &Netns, private: &str) -> String {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// Brings the phone's side up from the client config with vpn-ctl itself: `import wg-quick`
-/// turns it into a vpn-ctl config, `up --backend userspace` runs it.
-fn phone_up_with_vpn_ctl(phone: &Netns, client_config: &str, dir: &Path, iface: &str) -> PathBuf {
-    let phone_dir = dir.join("phone");
-    fs::create_dir(&phone_dir).unwrap();
-    let conf = phone_dir.join(format!("{iface}.conf"));
-    fs::write(&conf, client_config).unwrap();
-    let config = phone_dir.join("vpn.toml");
-    run(phone
-        .command(VPN_CTL)
-        .arg("--config")
-        .arg(&config)
-        .args(["import", "wg-quick"])
-        .arg(&conf));
-    let applied = vpn_ctl(phone, &config, &["up", "--backend", "userspace"]);
-    assert!(applied.contains("created the link (userspace"), "{applied}");
-    config
 }
 
 /// Brings the phone's side up from the client config that `peer add` printed, with `wg` and

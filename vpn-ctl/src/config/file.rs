@@ -32,6 +32,7 @@ pub(super) struct RawRouter {
     pub wan: Option<Spanned<String>>,
     #[serde(default)]
     pub lan: Vec<Spanned<String>>,
+    pub firewall: Option<Spanned<String>>,
 }
 
 /// `[wireguard.NAME]`; its span is the table's header.
@@ -47,6 +48,7 @@ pub(super) struct RawInterface {
     pub public_endpoint: Option<Spanned<String>>,
     #[serde(default)]
     pub client_dns: Vec<Spanned<String>>,
+    pub internet: Option<bool>,
     #[serde(default)]
     pub peers: Vec<Spanned<RawPeer>>,
 }
@@ -98,7 +100,7 @@ pub(super) struct RawSite {
 
 /// The fields of each table, for telling where a misplaced field belongs. A test checks
 /// them against the ones serde accepts.
-const ROUTER_FIELDS: &[&str] = &["wan", "lan"];
+const ROUTER_FIELDS: &[&str] = &["wan", "lan", "firewall"];
 const INTERFACE_FIELDS: &[&str] = &[
     "private_key_file",
     "listen_port",
@@ -107,6 +109,7 @@ const INTERFACE_FIELDS: &[&str] = &[
     "fwmark",
     "public_endpoint",
     "client_dns",
+    "internet",
     "peers",
 ];
 const PEER_FIELDS: &[&str] = &[
@@ -149,6 +152,8 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("wireguard", "[wireguard.wg0]"),
     ("wan", r#"wan = "eth0""#),
     ("lan", r#"lan = ["192.168.1.0/24"]"#),
+    ("firewall", r#"firewall = "manage""#),
+    ("internet", "internet = true"),
     ("private_key_file", r#"private_key_file = "wg0.key""#),
     ("listen_port", "listen_port = 51820"),
     ("addresses", r#"addresses = ["10.8.0.1/24", "fd08::1/64"]"#),

@@ -9,6 +9,7 @@
 //! [router]
 //! wan = "eth0"                      # where VPN packets arrive
 //! lan = ["192.168.1.0/24"]          # networks behind the router (split-tunnel clients)
+//! firewall = "check"                # or "manage" / "off" (see crate::firewall)
 //!
 //! [wireguard.wg0]
 //! private_key_file = "wg0.key"      # relative to this file's directory; mode 0600
@@ -18,6 +19,7 @@
 //! fwmark = 0x5182                   # optional
 //! public_endpoint = "home.example.org:51820"   # what clients dial (for `peer add`)
 //! client_dns = ["192.168.1.1"]      # DNS handed to clients by `peer add`
+//! internet = true                   # clients may reach the internet through the router
 //!
 //! [[wireguard.wg0.peers]]
 //! name = "phone"
@@ -91,6 +93,43 @@ pub struct Router {
     pub wan: Option<String>,
     /// Networks behind the router that VPN clients may reach.
     pub lan: Vec<IpNet>,
+    /// What vpn-ctl does about the firewall openings its tunnels need.
+    pub firewall: FirewallMode,
+}
+
+/// `[router] firewall`: what vpn-ctl does about the firewall openings its tunnels need
+/// (see [`crate::firewall`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FirewallMode {
+    /// Install them (an nftables table of vpn-ctl's own, or fw4 includes on OpenWrt).
+    Manage,
+    /// Only inspect the ruleset and report what would block the tunnels.
+    #[default]
+    Check,
+    /// Leave the firewall alone and say nothing about it.
+    Off,
+}
+
+impl FirewallMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FirewallMode::Manage => "manage",
+            FirewallMode::Check => "check",
+            FirewallMode::Off => "off",
+        }
+    }
+}
+
+impl std::str::FromStr for FirewallMode {
+    type Err = ();
+    fn from_str(s: &str) -> Result<FirewallMode, ()> {
+        match s {
+            "manage" => Ok(FirewallMode::Manage),
+            "check" => Ok(FirewallMode::Check),
+            "off" => Ok(FirewallMode::Off),
+            _ => Err(()),
+        }
+    }
 }
 
 /// `[wireguard.NAME]`: one WireGuard interface.
@@ -108,6 +147,9 @@ pub struct WgInterface {
     pub public_endpoint: Option<Endpoint>,
     /// DNS servers handed to clients in their configs.
     pub client_dns: Vec<IpAddr>,
+    /// Whether clients may use the router for internet access (full tunnel, `peer add`'s
+    /// default): the firewall then forwards their traffic to the WAN and masquerades it.
+    pub internet: bool,
     pub peers: Vec<Peer>,
 }
 

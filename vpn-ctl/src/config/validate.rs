@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::{
-    Config, Diagnostic, Endpoint, Error, Peer, Router, WgInterface,
+    Config, Diagnostic, Endpoint, Error, FirewallMode, Peer, Router, WgInterface,
     file::{Raw, RawInterface, RawPeer, RawRouter, RawSite},
     ipsec::{
         self, AlgorithmKind, Gateway, Identity, IkeKeying, IkeVersion, IpsecSite, Keying, Proposal,
@@ -247,9 +247,25 @@ impl Validator<'_> {
             );
         }
         let lan = raw.lan.iter().filter_map(|net| self.network(net)).collect();
+        let firewall = match &raw.firewall {
+            None => FirewallMode::default(),
+            Some(mode) => match mode.get_ref().parse() {
+                Ok(mode) => mode,
+                Err(()) => {
+                    self.error(
+                        mode.span(),
+                        format!("firewall = {:?} is not a firewall mode", mode.get_ref()),
+                        "write firewall = \"manage\" (vpn-ctl installs the rules its tunnels \
+                         need), \"check\" (it only reports what blocks them) or \"off\"",
+                    );
+                    FirewallMode::default()
+                }
+            },
+        };
         Router {
             wan: raw.wan.map(Spanned::into_inner),
             lan,
+            firewall,
         }
     }
 
@@ -338,6 +354,7 @@ impl Validator<'_> {
             fwmark,
             public_endpoint,
             client_dns,
+            internet: raw.internet.unwrap_or(true),
             peers,
         })
     }
