@@ -608,7 +608,7 @@ mod tests {
             error("[wireguard.wg0]\nprivate_key_file = \"wg0.key\"\nlisten_prot = 51820\n"),
             "/etc/vpn-ctl/vpn.toml:3:1: unknown field `listen_prot` in [wireguard.wg0]\n  \
              help: did you mean `listen_port`?; the fields accepted here: private_key_file, \
-             listen_port, addresses, mtu, fwmark, public_endpoint, client_dns, peers"
+             listen_port, addresses, mtu, fwmark, public_endpoint, client_dns, internet, peers"
         );
         assert_eq!(
             error("[[wireguard.wg0.peers]]\nnmae = \"phone\"\n"),
@@ -634,7 +634,7 @@ mod tests {
              help: did you mean `private_key_file`?; vpn-ctl reads keys from files of mode \
              0600, never from this file: private_key_file = \"...\"; the fields accepted \
              here: private_key_file, listen_port, addresses, mtu, fwmark, public_endpoint, \
-             client_dns, peers"
+             client_dns, internet, peers"
         );
     }
 
@@ -725,7 +725,7 @@ mod tests {
             "/etc/vpn-ctl/vpn.toml:2:1: unknown field `remote_gateway` in [wireguard.wg0]\n  \
              help: `remote_gateway` belongs in an IPsec site's table, e.g. [ipsec.fritzbox]; the \
              fields accepted here: private_key_file, listen_port, addresses, mtu, fwmark, \
-             public_endpoint, client_dns, peers"
+             public_endpoint, client_dns, internet, peers"
         );
     }
 
