@@ -23,7 +23,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Diag(args) => {
             let options = args.options()?;
             let mut stdout = std::io::stdout();
-            let report = runtime.block_on(crate::diag::run(&options, &mut stdout))?;
+            let mut report = runtime.block_on(crate::diag::run(&options, &mut stdout))?;
+            report.firewall = firewall_of(&cli.config);
             if args.json {
                 serde_json::to_writer_pretty(&mut stdout, &report)?;
                 println!();
@@ -350,6 +351,18 @@ fn render_ike(sas: &[ike::IkeSa]) -> String {
         }
     }
     out
+}
+
+/// What the firewall does to the tunnels of the config at `path`, for `diag`, which also
+/// runs without a config: then, or when the firewall cannot be read, nothing.
+fn firewall_of(path: &Path) -> Vec<firewall::Finding> {
+    let Ok(config) = config::load(path) else {
+        return Vec::new();
+    };
+    firewall::check(&config).unwrap_or_else(|e| {
+        log::warn!("cannot check the firewall: {e:#}");
+        Vec::new()
+    })
 }
 
 fn print_changes(changes: &[String], nothing: &str) {

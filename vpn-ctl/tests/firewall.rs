@@ -301,24 +301,30 @@ table inet fw4 {{
     run(net.router().command(&fw4).arg("reload"));
 }
 
-/// Counters of the XDP program on the router's WAN port while the phone keeps trying.
-fn diag_handshakes(net: &Net) -> u64 {
-    let out = run(net.router().command(VPN_CTL).args([
-        "diag",
-        "--wan",
-        net.wan_dev(),
-        "--duration",
-        "6",
-        "--json",
-    ]));
+/// `vpn-ctl diag` on the router's WAN port while the phone keeps trying: the handshake
+/// initiations the XDP program counted, and the firewall findings diag reports beside them.
+fn diag_handshakes(net: &Net) -> (u64, Vec<String>) {
+    let out = run(net
+        .router()
+        .command(VPN_CTL)
+        .arg("--config")
+        .arg(&net.config)
+        .args(["diag", "--wan", net.wan_dev(), "--duration", "6", "--json"]));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    report["counters"]
+    let findings = report["firewall"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["problem"].as_str().unwrap().to_string())
+        .collect();
+    let handshakes = report["counters"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|r| r["service"] == "wireguard" && r["kind"] == "handshake_initiation")
         .map(|r| r["packets"].as_u64().unwrap())
-        .sum()
+        .sum();
+    (handshakes, findings)
 }
 
 #[test]
@@ -364,7 +370,11 @@ fn fw4_check_names_the_dropping_rule_and_manage_opens_it_through_fw4_includes() 
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let seen = diag_handshakes(&net);
+    let (seen, findings) = diag_handshakes(&net);
+    assert!(
+        findings.contains(&expected),
+        "diag's findings: {findings:#?}"
+    );
     let pinged = pinger.wait_with_output().unwrap().status.success();
     assert!(seen >= 1, "no handshake initiation reached the WAN port");
     assert!(!pinged, "the phone got through a default-drop firewall");

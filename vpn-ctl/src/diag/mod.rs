@@ -62,6 +62,9 @@ pub struct Report {
     pub sources: Vec<Source>,
     pub listeners: Vec<UdpListener>,
     pub verdicts: Vec<Verdict>,
+    /// What the firewall does to the configured tunnels' traffic (when a config was read):
+    /// XDP sees packets before the firewall, so a packet counted here may still be dropped.
+    pub firewall: Vec<crate::firewall::Finding>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -137,6 +140,7 @@ pub async fn run(opts: &Options, out: &mut impl Write) -> anyhow::Result<Report>
         sources: sources.into_iter().take(opts.top).collect(),
         listeners,
         verdicts,
+        firewall: Vec::new(),
     })
 }
 

@@ -70,6 +70,12 @@ pub fn render_report(r: &Report) -> String {
     for v in &r.verdicts {
         let _ = writeln!(s, "  {:<8} {}", v.level.label(), v.message);
     }
+    if !r.firewall.is_empty() {
+        s.push_str("\nFIREWALL (XDP counts packets before the firewall sees them)\n");
+        for f in &r.firewall {
+            let _ = writeln!(s, "  {f}");
+        }
+    }
     s
 }
 

@@ -66,7 +66,7 @@ pub struct Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}\n    fix: {}", self.problem, self.fix)
+        write!(f, "{}\n      fix: {}", self.problem, self.fix)
     }
 }
 
@@ -453,7 +453,7 @@ pub fn render(findings: &[Finding]) -> String {
     }
     let mut out = String::from("firewall:\n");
     for f in findings {
-        out.push_str(&format!("  {}\n      fix: {}\n", f.problem, f.fix));
+        out.push_str(&format!("  {f}\n"));
     }
     out
 }
