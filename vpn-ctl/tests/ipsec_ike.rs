@@ -546,3 +546,128 @@ fn a_wrong_key_fails_with_charons_reason_and_a_hint() {
     assert!(!text.contains("NotTheFritzBoxKey"), "{text}");
     assert!(rt.block_on(ike::status(&mut vici)).unwrap().is_empty());
 }
+
+/// Stops the charon `vpn-ctl up` started (it outlives the command, as on a router) when the
+/// test ends, however it ends.
+struct StopsCharon;
+
+impl Drop for StopsCharon {
+    fn drop(&mut self) {
+        if let Some(pid) = fs::read_to_string(ike::charon::PID_FILE)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) with a pid read from charon's pid file.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}
+
+/// The same FRITZ!Box profile through the command line, as a user runs it: `vpn-ctl up`
+/// reads the site from the config file, starts charon itself (default socket and
+/// directories), installs the firewall openings (`firewall = "manage"`), and `status`,
+/// `down` work on what it made.
+#[test]
+fn vpn_ctl_up_brings_a_fritzbox_site_up_from_the_config_file() {
+    if !kernel_has(Feature::Esp) {
+        return;
+    }
+    let wan = VethPair::new();
+    let (right, left) = (&wan.a, &wan.b);
+    right.ip(&["route", "add", "default", "via", &wan.b_addr.to_string()]);
+    left.ip(&["route", "add", "default", "via", &wan.a_addr.to_string()]);
+    let _right_lan = lan_behind(right, "192.168.1");
+    let left_lan = lan_behind(left, "192.168.2");
+    let dir = tempfile::tempdir().unwrap();
+    let right_dir = dir.path().join("fritzbox");
+    fs::create_dir(&right_dir).unwrap();
+    let fritz = fritzbox(&wan, &right_dir);
+    let _logs = LogsOnFailure(vec![&fritz]);
+
+    let psk = dir.path().join("fritzbox.psk");
+    fs::write(&psk, PSK).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&psk, fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.path().join("vpn.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"[router]
+wan = "{wan_dev}"
+lan = ["192.168.2.0/24"]
+firewall = "manage"
+
+[ipsec.fritzbox]
+keying = "ike"
+remote_gateway = "{remote}"
+local_subnets = ["192.168.2.0/24"]
+remote_subnets = ["192.168.1.0/24"]
+local_id = "left.domain.com"
+remote_id = "right.domain.com"
+psk_file = "fritzbox.psk"
+ike_version = "ikev1-aggressive"
+ike_proposals = ["aes256-sha1-modp1024"]
+esp_proposals = ["aes256-sha1-modp1024"]
+allow_weak = ["modp1024", "sha1"]
+watchdog_probe = "192.168.1.10"
+"#,
+            wan_dev = wan.b_dev,
+            remote = wan.a_addr,
+        ),
+    )
+    .unwrap();
+    let vpn_ctl = |args: &[&str]| {
+        let out = left
+            .command(env!("CARGO_BIN_EXE_vpn-ctl"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            text(out.clone()),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(
+            out.status.success(),
+            "vpn-ctl {args:?} failed:\n{stdout}{stderr}"
+        );
+        (stdout, stderr)
+    };
+
+    let _stop = StopsCharon;
+    let (up, warnings) = vpn_ctl(&["up"]);
+    assert!(up.contains("IKE: started charon"), "{up}");
+    assert!(up.contains("vpn-ctl-fritzbox: established"), "{up}");
+    assert!(
+        up.contains("firewall: table inet vpn_ctl with") && up.contains("esp udp/500 udp/4500"),
+        "{up}"
+    );
+    assert!(warnings.contains("uses weak algorithms"), "{warnings}");
+    assert!(!warnings.contains("firewall:"), "{warnings}");
+
+    run(left_lan
+        .command("ping")
+        .args(["-c", "3", "-i", "0.2", "-W", "5", "192.168.1.10"]));
+    let (status, _) = vpn_ctl(&["status"]);
+    assert!(status.contains("vpn-ctl-fritzbox"), "{status}");
+    assert!(
+        status.contains("firewall: nothing in the ruleset blocks the tunnels"),
+        "{status}"
+    );
+    let (json, _) = vpn_ctl(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let children = &json["ike"][0]["children"][0];
+    assert!(children["packets_out"].as_u64().unwrap() >= 3, "{json:#}");
+    assert!(children["packets_in"].as_u64().unwrap() >= 3, "{json:#}");
+
+    let (again, _) = vpn_ctl(&["up"]);
+    assert_eq!(
+        again.trim(),
+        "everything already matches the config; nothing changed"
+    );
+    let (down, _) = vpn_ctl(&["down"]);
+    assert!(down.contains("removed table inet vpn_ctl"), "{down}");
+    wait_until_empty("vpn-ctl's SAs after down", || xfrm_states(left));
+    wait_until_empty("vpn-ctl's policies after down", || xfrm_policies(left));
+}
