@@ -70,6 +70,18 @@ impl Netns {
         ns
     }
 
+    /// Like [`Netns::new`], with a name that says what the namespace is for:
+    /// `{label}-{pid}x{n}` (unique too), e.g. `vpn-demo-router-4242x3`.
+    pub fn labelled(label: &str) -> Netns {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let ns = Netns {
+            name: format!("{label}-{}x{n}", std::process::id()),
+        };
+        ip(&["netns", "add", &ns.name]);
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

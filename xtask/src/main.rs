@@ -25,10 +25,11 @@ enum Task {
     /// toolchain). Idempotent: on a ready machine it checks and changes nothing.
     Setup,
     /// Install the prerequisites, then run the whole test suite (needs root): the host suite
-    /// (`cargo test`), the guest suite in a QEMU guest with Debian's kernel (`guest`), and the
-    /// guest harness's self-check (a deliberately failing guest test must fail the run).
+    /// (`cargo test`), the demo (`demo`), the guest suite in a QEMU guest with Debian's kernel
+    /// (`guest`), and the guest harness's self-check (a deliberately failing guest test must
+    /// fail the run).
     Test {
-        /// Run the host suite only.
+        /// Run the host suite and the demo only.
         #[arg(long)]
         host_only: bool,
         /// Extra arguments for `cargo test` (after `--`).
@@ -42,8 +43,10 @@ enum Task {
     /// empty XDP program's (BPF_PROG_TEST_RUN), and `vpn-ctl up` at 1,000 and 10,000 peers
     /// next to `wg setconf` in the QEMU guest (needs root).
     Bench,
-    /// Install the prerequisites, build vpn-ctl, and show `vpn-ctl diag` at work on a small
-    /// network of namespaces (needs root; leaves nothing behind).
+    /// Install the prerequisites, build vpn-ctl, and bring up the first seed's network in
+    /// namespaces: a phone on the internet reaches a LAN host through the ISP's port forward
+    /// and vpn-ctl's WireGuard router; then status, diag and a metrics scrape (needs root;
+    /// leaves nothing behind; fails if the phone cannot reach the LAN host).
     Demo,
 }
 
@@ -63,6 +66,9 @@ fn run(task: Task) -> anyhow::Result<()> {
         Task::Test { host_only, args } => {
             setup::run()?;
             cargo(&["test", "--locked"], &args)?;
+            // `cargo test` built vpn-ctl for its integration tests; a `cargo build` here would
+            // build it again with other features.
+            demo::run(&vpn_ctl_debug())?;
             if host_only {
                 return Ok(());
             }
@@ -96,10 +102,19 @@ fn run(task: Task) -> anyhow::Result<()> {
         }
         Task::Demo => {
             setup::run()?;
-            cargo(&["build", "--locked", "--release", "-p", "vpn-ctl"], &[])?;
-            demo::run(&workspace_root().join("target/release/vpn-ctl"))
+            demo()
         }
     }
+}
+
+/// Builds vpn-ctl and runs the demo with it.
+fn demo() -> anyhow::Result<()> {
+    cargo(&["build", "--locked", "-p", "vpn-ctl"], &[])?;
+    demo::run(&vpn_ctl_debug())
+}
+
+fn vpn_ctl_debug() -> std::path::PathBuf {
+    workspace_root().join("target/debug/vpn-ctl")
 }
 
 /// Runs `cargo ARGS -- EXTRA` in the workspace, failing when it fails.
