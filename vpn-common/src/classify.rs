@@ -149,7 +149,7 @@ pub enum Kind {
     WgHandshakeResponse = 2,
     /// WireGuard cookie reply (type 3, 64 bytes).
     WgCookieReply = 3,
-    /// WireGuard transport data (type 4, at least 32 bytes, a multiple of 16).
+    /// WireGuard transport data (type 4, at least 32 bytes; padding to 16 is not required).
     WgData = 4,
     /// IKEv1 Identity Protection (main mode), exchange type 2.
     IkeV1Main = 5,
@@ -310,8 +310,6 @@ pub const WG_COOKIE_REPLY: (u8, usize) = (3, 64);
 pub const WG_DATA: u8 = 4;
 /// Transport header (16) and the Poly1305 tag (16): a keepalive carries nothing else.
 pub const WG_DATA_MIN_LEN: usize = 32;
-/// Transport data is padded to a multiple of 16 bytes (paper §5.4.6).
-pub const WG_DATA_ALIGN: usize = 16;
 
 /// IKE header: SPIs (16), next payload, version, exchange type, flags, message ID, length.
 pub const IKE_HLEN: usize = 28;
@@ -492,9 +490,10 @@ fn wireguard<P: Packet + ?Sized>(pkt: &P, payload: usize, len: usize) -> Kind {
         WG_HANDSHAKE_INIT => Kind::WgHandshakeInit,
         WG_HANDSHAKE_RESPONSE => Kind::WgHandshakeResponse,
         WG_COOKIE_REPLY => Kind::WgCookieReply,
-        (WG_DATA, len) if len >= WG_DATA_MIN_LEN && len.is_multiple_of(WG_DATA_ALIGN) => {
-            Kind::WgData
-        }
+        // The paper pads transport data to a multiple of 16 bytes (§5.4.6), but boringtun
+        // (vpn-ctl's userspace backend, and many phones' apps) does not, and the kernel
+        // accepts unpadded messages: any length from a keepalive up is data.
+        (WG_DATA, len) if len >= WG_DATA_MIN_LEN => Kind::WgData,
         _ => Kind::Malformed,
     }
 }

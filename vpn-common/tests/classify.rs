@@ -119,8 +119,8 @@ fn wireguard_messages_of_their_exact_size_are_valid() {
 }
 
 #[test]
-fn wireguard_messages_one_byte_short_or_long_are_malformed() {
-    for (t, len, _) in WG_VALID {
+fn wireguard_handshake_messages_one_byte_short_or_long_are_malformed() {
+    for (t, len, _) in WG_VALID.into_iter().filter(|(t, _, _)| *t != 4) {
         for bad in [len - 1, len + 1] {
             assert_malformed(
                 &udp4(WG_PORT, &wg(t, bad)),
@@ -132,16 +132,16 @@ fn wireguard_messages_one_byte_short_or_long_are_malformed() {
 }
 
 #[test]
-fn wireguard_data_must_be_a_multiple_of_16_of_at_least_32_bytes() {
-    assert_malformed(&udp4(WG_PORT, &wg_data(33)), Service::WireGuard, "33 bytes");
-    for len in [0, 4, 16, 31, 40, 47, 1441] {
+fn wireguard_data_is_at_least_32_bytes_padded_to_16_or_not() {
+    for len in [0, 4, 16, 31] {
         assert_malformed(
             &udp4(WG_PORT, &wg_data(len)),
             Service::WireGuard,
             &format!("data of {len} bytes"),
         );
     }
-    for len in (32..=1440).step_by(16) {
+    // The paper pads to 16 bytes; boringtun does not (a 56-byte ping makes 116 bytes).
+    for len in (32..=1440).step_by(16).chain([33, 40, 47, 116, 1441]) {
         assert_class(
             &udp4(WG_PORT, &wg_data(len)),
             Some((Service::WireGuard, Kind::WgData)),

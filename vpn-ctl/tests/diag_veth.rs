@@ -182,7 +182,7 @@ fn enforce_mode_drops_malformed_packets_and_passes_valid_ones() {
         &["--duration", "3", "--json", "--mode", "enforce"],
     );
     let valid: Vec<_> = (0..5).map(|i| payload::wg(4, 32 + 16 * i)).collect();
-    let malformed = vec![payload::wg(1, 147), payload::wg(4, 33), payload::wg(9, 64)];
+    let malformed = vec![payload::wg(1, 147), payload::wg(4, 31), payload::wg(9, 64)];
     let to = SocketAddr::from((net.b_addr, 51820));
     send_udp(&net.a, to, &malformed);
     send_udp(&net.a, to, &valid);

@@ -308,7 +308,7 @@ fn enforce_mode_drops_malformed_packets_of_every_vpn_service() {
         ),
         (
             "wireguard over IPv6",
-            udp6(WG_PORT, &wg_data(33)),
+            udp6(WG_PORT, &wg_data(31)),
             Service::WireGuard,
         ),
         (

@@ -57,11 +57,6 @@ const ROUTER_WAN: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 253);
 const ROUTER_LAN: &str = "192.168.1.1/24";
 const LAN_HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
 const WG_PORT: u16 = 51820;
-/// The phone's ping payload: 100 bytes make a 128-byte IP packet, so its WireGuard data
-/// message is a multiple of 16 bytes even from boringtun, which does not pad to 16 as the
-/// WireGuard paper (§5.4.6) asks and kernel WireGuard and wireguard-go do; the XDP classifier
-/// counts unpadded data as malformed (and enforce mode drops it).
-const PING_SIZE: &str = "100";
 /// The router's WAN port, as on OpenWrt.
 const WAN: &str = "wan";
 /// Where `vpn-ctl daemon` serves metrics by default (inside the router's namespace).
@@ -126,8 +121,6 @@ pub fn run(vpn_ctl: &Path) -> anyhow::Result<()> {
     print_output(
         &format!("$ ping -c 3 {LAN_HOST}   (on the phone)"),
         &output(net.phone.command("ping").args([
-            "-s",
-            PING_SIZE,
             "-c",
             "3",
             "-i",
@@ -613,7 +606,7 @@ impl<'a> Phone<'a> {
     fn ping_once(&self) -> bool {
         self.ns
             .command("ping")
-            .args(["-s", PING_SIZE, "-c", "1", "-W", "1", &LAN_HOST.to_string()])
+            .args(["-c", "1", "-W", "1", &LAN_HOST.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
