@@ -14,6 +14,7 @@ pub mod ike;
 pub mod import;
 pub mod key;
 pub mod link;
+pub mod metrics;
 pub mod peer;
 pub mod route;
 pub mod sockets;

@@ -163,6 +163,34 @@ pub fn udp_listeners(ports: &[u16]) -> anyhow::Result<Vec<UdpListener>> {
     Ok(listeners)
 }
 
+/// Which of `ports` have at least one unconnected UDP socket bound to them, on any address,
+/// IPv4 or IPv6, in the calling thread's network namespace: `ss -uln 'sport = :PORT'` printing
+/// anything.
+///
+/// The same `sock_diag` dumps as [`udp_listeners`], without looking for the owning processes
+/// (no `/proc` scan), so it is cheap enough for every metrics scrape.
+pub fn udp_bound_ports(ports: &[u16]) -> anyhow::Result<BTreeSet<u16>> {
+    let ports: BTreeSet<u16> = ports.iter().copied().collect();
+    let mut bound = BTreeSet::new();
+    if ports.is_empty() {
+        return Ok(bound);
+    }
+    let diag = SockDiag::open()?;
+    for &port in &ports {
+        for family in [AF_INET, AF_INET6] {
+            if diag
+                .udp_dump(family, port)?
+                .iter()
+                .any(|s| s.socket_id.source_port == port)
+            {
+                bound.insert(port);
+                break;
+            }
+        }
+    }
+    Ok(bound)
+}
+
 /// The bound address of a socket from its `inet_diag` socket id.
 fn local_addr(s: &InetResponseHeader) -> SocketAddr {
     let port = s.socket_id.source_port;

@@ -53,7 +53,7 @@ pub enum Backend {
 impl Backend {
     /// The backend of an existing link: kernel WireGuard links have kind `wireguard`, the
     /// userspace implementation runs on a TUN device.
-    fn of(link: &Interface) -> Backend {
+    pub(crate) fn of(link: &Interface) -> Backend {
         if link.kind.as_deref() == Some("wireguard") {
             Backend::Kernel
         } else {

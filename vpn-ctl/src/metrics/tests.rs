@@ -1,0 +1,667 @@
+//! Exposition and HTTP tests over fake sources: no root, no kernel.
+
+use std::{
+    collections::BTreeMap,
+    io::Write as _,
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+    sync::oneshot,
+};
+use vpn_common::{Action, Counter, Kind, Service};
+
+use super::*;
+use crate::xdp::Counters;
+
+const ANNA: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+const STRANGER: &str = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
+const LAPTOP: &str = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";
+const NOW: u64 = 1_700_000_000;
+
+fn at(unix: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(unix)
+}
+
+/// Two interfaces (wg0 with a named peer that handshaked 42 s ago and a peer the config does
+/// not have that never did; wg1 down), two IPsec sites (one complete, one missing its
+/// outgoing SA), XDP counters, listeners, XFRM counters.
+fn snapshot() -> Snapshot {
+    Snapshot {
+        time: at(NOW),
+        wireguard: vec![
+            WgInterface {
+                name: "wg0".into(),
+                up: true,
+                peers: vec![
+                    WgPeer {
+                        public_key: ANNA.into(),
+                        friendly_name: "anna-phone".into(),
+                        allowed_ips: vec![
+                            "10.8.0.2/32".parse().unwrap(),
+                            "fd08::2/128".parse().unwrap(),
+                        ],
+                        latest_handshake: Some(at(NOW - 42)),
+                        rx_bytes: 12_345,
+                        tx_bytes: 67_890,
+                    },
+                    WgPeer {
+                        public_key: STRANGER.into(),
+                        friendly_name: String::new(),
+                        allowed_ips: vec!["10.8.0.3/32".parse().unwrap()],
+                        latest_handshake: None,
+                        rx_bytes: 0,
+                        tx_bytes: 0,
+                    },
+                ],
+            },
+            WgInterface {
+                name: "wg1".into(),
+                up: false,
+                peers: vec![WgPeer {
+                    public_key: LAPTOP.into(),
+                    friendly_name: "laptop \"work\"".into(),
+                    allowed_ips: vec![],
+                    latest_handshake: Some(at(NOW - 3600)),
+                    rx_bytes: 1,
+                    tx_bytes: 2,
+                }],
+            },
+        ],
+        ipsec: vec![
+            IpsecSite {
+                name: "office".into(),
+                sas: vec![
+                    IpsecSa {
+                        direction: Some(SaDir::Out),
+                        spi: 0x1001,
+                        installed: true,
+                        bytes: 1_000,
+                        packets: 10,
+                        age: Some(Duration::from_secs(600)),
+                    },
+                    IpsecSa {
+                        direction: Some(SaDir::In),
+                        spi: 0x1002,
+                        installed: true,
+                        bytes: 2_000,
+                        packets: 20,
+                        age: Some(Duration::from_secs(600)),
+                    },
+                ],
+            },
+            IpsecSite {
+                name: "branch".into(),
+                sas: vec![
+                    IpsecSa {
+                        direction: Some(SaDir::Out),
+                        spi: 0x2001,
+                        installed: false,
+                        bytes: 0,
+                        packets: 0,
+                        age: None,
+                    },
+                    IpsecSa {
+                        direction: Some(SaDir::In),
+                        spi: 0x2002,
+                        installed: true,
+                        bytes: 0,
+                        packets: 0,
+                        age: Some(Duration::from_secs(5)),
+                    },
+                ],
+            },
+        ],
+        wan: Some(Wan {
+            interface: "eth0".into(),
+            counters: Counters(BTreeMap::from([
+                (
+                    (Service::WireGuard, Kind::WgHandshakeInit, Action::Pass),
+                    Counter {
+                        packets: 3,
+                        bytes: 570,
+                    },
+                ),
+                (
+                    (Service::WireGuard, Kind::Malformed, Action::DropMalformed),
+                    Counter {
+                        packets: 1,
+                        bytes: 60,
+                    },
+                ),
+                (
+                    (Service::Ike, Kind::IkeV1Aggressive, Action::Pass),
+                    Counter {
+                        packets: 6,
+                        bytes: 2_700,
+                    },
+                ),
+            ])),
+        }),
+        listeners: vec![
+            Listener {
+                service: "ike",
+                port: 500,
+                protocol: "udp",
+                up: false,
+            },
+            Listener {
+                service: "wireguard",
+                port: 51820,
+                protocol: "udp",
+                up: true,
+            },
+        ],
+        xfrm_errors: vec![("XfrmInError".into(), 0), ("XfrmInNoStates".into(), 7)],
+        collectors: vec![
+            Collector {
+                name: "wireguard",
+                ok: true,
+            },
+            Collector {
+                name: "xdp",
+                ok: false,
+            },
+        ],
+        duration: Some(Duration::from_millis(12)),
+    }
+}
+
+const EXPECTED: &str = r#"# HELP wireguard_sent_bytes_total Bytes sent to the peer.
+# TYPE wireguard_sent_bytes_total counter
+wireguard_sent_bytes_total{interface="wg0",public_key="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",allowed_ips="10.8.0.2/32,fd08::2/128",friendly_name="anna-phone"} 67890
+wireguard_sent_bytes_total{interface="wg0",public_key="HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=",allowed_ips="10.8.0.3/32",friendly_name=""} 0
+wireguard_sent_bytes_total{interface="wg1",public_key="TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=",allowed_ips="",friendly_name="laptop \"work\""} 2
+# HELP wireguard_received_bytes_total Bytes received from the peer.
+# TYPE wireguard_received_bytes_total counter
+wireguard_received_bytes_total{interface="wg0",public_key="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",allowed_ips="10.8.0.2/32,fd08::2/128",friendly_name="anna-phone"} 12345
+wireguard_received_bytes_total{interface="wg0",public_key="HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=",allowed_ips="10.8.0.3/32",friendly_name=""} 0
+wireguard_received_bytes_total{interface="wg1",public_key="TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=",allowed_ips="",friendly_name="laptop \"work\""} 1
+# HELP wireguard_latest_handshake_seconds UNIX time of the latest handshake with the peer; 0 if there was none.
+# TYPE wireguard_latest_handshake_seconds gauge
+wireguard_latest_handshake_seconds{interface="wg0",public_key="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",allowed_ips="10.8.0.2/32,fd08::2/128",friendly_name="anna-phone"} 1699999958
+wireguard_latest_handshake_seconds{interface="wg0",public_key="HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=",allowed_ips="10.8.0.3/32",friendly_name=""} 0
+wireguard_latest_handshake_seconds{interface="wg1",public_key="TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=",allowed_ips="",friendly_name="laptop \"work\""} 1699996400
+# HELP wireguard_latest_handshake_delay_seconds Seconds since the latest handshake with the peer (only peers that had one).
+# TYPE wireguard_latest_handshake_delay_seconds gauge
+wireguard_latest_handshake_delay_seconds{interface="wg0",public_key="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",allowed_ips="10.8.0.2/32,fd08::2/128",friendly_name="anna-phone"} 42
+wireguard_latest_handshake_delay_seconds{interface="wg1",public_key="TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=",allowed_ips="",friendly_name="laptop \"work\""} 3600
+# HELP vpnctl_wireguard_interface_up 1 if the WireGuard interface exists, is up and could be read; 0 otherwise.
+# TYPE vpnctl_wireguard_interface_up gauge
+vpnctl_wireguard_interface_up{interface="wg0"} 1
+vpnctl_wireguard_interface_up{interface="wg1"} 0
+# HELP vpnctl_wireguard_peers Peers on the WireGuard interface, including those without series.
+# TYPE vpnctl_wireguard_peers gauge
+vpnctl_wireguard_peers{interface="wg0"} 2
+vpnctl_wireguard_peers{interface="wg1"} 1
+# HELP vpnctl_metrics_peers_omitted WireGuard peers left out of the per-peer series because of the series cap (max_peer_series).
+# TYPE vpnctl_metrics_peers_omitted gauge
+vpnctl_metrics_peers_omitted 0
+# HELP ipsec_site_up 1 if the IPsec site has an installed SA in each direction; 0 otherwise.
+# TYPE ipsec_site_up gauge
+ipsec_site_up{site="office"} 1
+ipsec_site_up{site="branch"} 0
+# HELP ipsec_sa_installed 1 if the SA is in the kernel; 0 if the config expects it and it is missing.
+# TYPE ipsec_sa_installed gauge
+ipsec_sa_installed{site="office",spi="0x00001001",direction="out"} 1
+ipsec_sa_installed{site="office",spi="0x00001002",direction="in"} 1
+ipsec_sa_installed{site="branch",spi="0x00002001",direction="out"} 0
+ipsec_sa_installed{site="branch",spi="0x00002002",direction="in"} 1
+# HELP ipsec_sa_bytes_total Bytes carried by the SA (direction in: decrypted, out: encrypted).
+# TYPE ipsec_sa_bytes_total counter
+ipsec_sa_bytes_total{site="office",spi="0x00001001",direction="out"} 1000
+ipsec_sa_bytes_total{site="office",spi="0x00001002",direction="in"} 2000
+ipsec_sa_bytes_total{site="branch",spi="0x00002002",direction="in"} 0
+# HELP ipsec_sa_packets_total Packets carried by the SA.
+# TYPE ipsec_sa_packets_total counter
+ipsec_sa_packets_total{site="office",spi="0x00001001",direction="out"} 10
+ipsec_sa_packets_total{site="office",spi="0x00001002",direction="in"} 20
+ipsec_sa_packets_total{site="branch",spi="0x00002002",direction="in"} 0
+# HELP ipsec_sa_established_seconds Seconds since the SA was installed in the kernel.
+# TYPE ipsec_sa_established_seconds gauge
+ipsec_sa_established_seconds{site="office",spi="0x00001001",direction="out"} 600
+ipsec_sa_established_seconds{site="office",spi="0x00001002",direction="in"} 600
+ipsec_sa_established_seconds{site="branch",spi="0x00002002",direction="in"} 5
+# HELP vpnctl_wan_packets_total VPN packets the XDP program saw on the WAN port, by service, message kind and what it did with them.
+# TYPE vpnctl_wan_packets_total counter
+vpnctl_wan_packets_total{interface="eth0",service="wireguard",kind="malformed",action="drop_malformed"} 1
+vpnctl_wan_packets_total{interface="eth0",service="wireguard",kind="handshake_initiation",action="pass"} 3
+vpnctl_wan_packets_total{interface="eth0",service="ike",kind="ikev1_aggressive_mode",action="pass"} 6
+# HELP vpnctl_wan_bytes_total Bytes (whole frames) of the VPN packets the XDP program saw on the WAN port.
+# TYPE vpnctl_wan_bytes_total counter
+vpnctl_wan_bytes_total{interface="eth0",service="wireguard",kind="malformed",action="drop_malformed"} 60
+vpnctl_wan_bytes_total{interface="eth0",service="wireguard",kind="handshake_initiation",action="pass"} 570
+vpnctl_wan_bytes_total{interface="eth0",service="ike",kind="ikev1_aggressive_mode",action="pass"} 2700
+# HELP vpnctl_listener_up 1 if a socket listens on the VPN port; 0 if packets to it would find nothing.
+# TYPE vpnctl_listener_up gauge
+vpnctl_listener_up{service="ike",port="500",protocol="udp"} 0
+vpnctl_listener_up{service="wireguard",port="51820",protocol="udp"} 1
+# HELP vpnctl_xfrm_errors_total The kernel's XFRM (IPsec) error counters from /proc/net/xfrm_stat, since the network namespace was created.
+# TYPE vpnctl_xfrm_errors_total counter
+vpnctl_xfrm_errors_total{counter="XfrmInError"} 0
+vpnctl_xfrm_errors_total{counter="XfrmInNoStates"} 7
+# HELP vpnctl_scrape_collector_success 1 if this part of the scrape could be read; 0 if it failed (the daemon's log says why).
+# TYPE vpnctl_scrape_collector_success gauge
+vpnctl_scrape_collector_success{collector="wireguard"} 1
+vpnctl_scrape_collector_success{collector="xdp"} 0
+# HELP vpnctl_scrape_duration_seconds How long reading the kernel and the XDP program took for this scrape.
+# TYPE vpnctl_scrape_duration_seconds gauge
+vpnctl_scrape_duration_seconds 0.012
+# HELP vpnctl_build_info Always 1; the version of vpn-ctl serving these metrics.
+# TYPE vpnctl_build_info gauge
+vpnctl_build_info{version="VERSION"} 1
+"#;
+
+#[test]
+fn the_exposition_is_exactly_as_documented() {
+    let text = render(&snapshot(), &Options::default());
+    let expected = EXPECTED.replace("VERSION", env!("CARGO_PKG_VERSION"));
+    if text != expected {
+        println!("{text}");
+    }
+    assert_eq!(text, expected);
+}
+
+fn lines_of<'a>(text: &'a str, metric: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
+        .collect()
+}
+
+#[test]
+fn peers_beyond_the_cap_are_omitted_and_counted() {
+    let text = render(&snapshot(), &Options { max_peer_series: 2 });
+    // The first two peers in device order keep their series; wg1's laptop is left out.
+    assert_eq!(lines_of(&text, "wireguard_sent_bytes_total").len(), 2);
+    assert!(!text.contains(LAPTOP), "{text}");
+    assert!(
+        text.contains("\nvpnctl_metrics_peers_omitted 1\n"),
+        "{text}"
+    );
+    // The per-interface peer count still counts every peer.
+    assert!(
+        text.contains("\nvpnctl_wireguard_peers{interface=\"wg1\"} 1\n"),
+        "{text}"
+    );
+
+    let text = render(&snapshot(), &Options { max_peer_series: 0 });
+    assert!(!text.contains("wireguard_sent_bytes_total"), "{text}");
+    assert!(!text.contains("wireguard_latest_handshake"), "{text}");
+    assert!(
+        text.contains("\nvpnctl_metrics_peers_omitted 3\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_peer_that_never_handshaked_shows_0_and_no_delay() {
+    let text = render(&snapshot(), &Options::default());
+    let stranger = |metric| {
+        lines_of(&text, metric)
+            .into_iter()
+            .filter(|l| l.contains(STRANGER))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        stranger("wireguard_latest_handshake_seconds"),
+        [format!(
+            "wireguard_latest_handshake_seconds{{interface=\"wg0\",public_key=\"{STRANGER}\",\
+             allowed_ips=\"10.8.0.3/32\",friendly_name=\"\"}} 0"
+        )]
+    );
+    assert!(stranger("wireguard_latest_handshake_delay_seconds").is_empty());
+}
+
+#[test]
+fn a_handshake_after_the_snapshot_time_has_no_negative_delay() {
+    let mut snap = snapshot();
+    snap.wireguard[0].peers[0].latest_handshake = Some(at(NOW + 5));
+    let text = render(&snap, &Options::default());
+    let delay = lines_of(&text, "wireguard_latest_handshake_delay_seconds");
+    assert!(
+        delay[0].contains(ANNA) && delay[0].ends_with(" 0"),
+        "{delay:?}"
+    );
+}
+
+#[test]
+fn empty_parts_leave_their_families_out() {
+    let text = render(&Snapshot::new(at(NOW)), &Options::default());
+    let expected = r#"# HELP vpnctl_metrics_peers_omitted WireGuard peers left out of the per-peer series because of the series cap (max_peer_series).
+# TYPE vpnctl_metrics_peers_omitted gauge
+vpnctl_metrics_peers_omitted 0
+# HELP vpnctl_build_info Always 1; the version of vpn-ctl serving these metrics.
+# TYPE vpnctl_build_info gauge
+vpnctl_build_info{version="VERSION"} 1
+"#
+    .replace("VERSION", env!("CARGO_PKG_VERSION"));
+    assert_eq!(text, expected);
+}
+
+/// `promtool check metrics` (Prometheus' own linter) accepts the exposition. promtool comes
+/// with `cargo xtask setup` (Debian's `prometheus` package); a missing one fails the test.
+#[test]
+fn promtool_accepts_the_exposition() {
+    for text in [
+        render(&snapshot(), &Options::default()),
+        render(&Snapshot::new(at(NOW)), &Options::default()),
+    ] {
+        let mut child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool not found: run `cargo xtask setup` (Debian package prometheus)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "promtool check metrics failed ({}):\n{}{}\non:\n{text}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// HTTP
+// ------------------------------------------------------------------------------------------
+
+/// A source that takes `delay` per collection, counts them, and fails while `fail` is set.
+struct Fake {
+    delay: Duration,
+    fail: AtomicBool,
+    collects: AtomicUsize,
+}
+
+impl Source for Fake {
+    fn collect(&self) -> anyhow::Result<Snapshot> {
+        self.collects.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        if self.fail.load(Ordering::SeqCst) {
+            anyhow::bail!("the kernel said no (a test)");
+        }
+        Ok(snapshot())
+    }
+}
+
+struct Server {
+    address: std::net::SocketAddr,
+    fake: Arc<Fake>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    async fn start(delay: Duration, limits: Limits) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let fake = Arc::new(Fake {
+            delay,
+            fail: AtomicBool::new(false),
+            collects: AtomicUsize::new(0),
+        });
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(serve_with(
+            listener,
+            fake.clone(),
+            Options::default(),
+            limits,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Server {
+            address,
+            fake,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Stops the server and checks that `serve` returned cleanly.
+    async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("serve did not return after shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn short_limits() -> Limits {
+    Limits {
+        header_read_timeout: Duration::from_millis(500),
+        shutdown_grace: Duration::from_secs(1),
+        ..Limits::default()
+    }
+}
+
+/// A parsed response: status code, lowercased header lines, body.
+struct Reply {
+    status: u16,
+    headers: Vec<String>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        let prefix = format!("{name}: ");
+        self.headers.iter().find_map(|h| h.strip_prefix(&prefix))
+    }
+}
+
+/// Sends `request` raw and reads the response until the server closes the connection.
+async fn exchange(address: std::net::SocketAddr, request: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("no complete response within 10 s")
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {raw:?}"));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    Reply {
+        status,
+        headers: lines.map(str::to_ascii_lowercase).collect(),
+        body: body.to_string(),
+    }
+}
+
+async fn get(address: std::net::SocketAddr, path: &str) -> Reply {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n");
+    exchange(address, request.as_bytes()).await
+}
+
+#[tokio::test]
+async fn metrics_and_healthz_answer_with_their_content() {
+    let server = Server::start(Duration::ZERO, short_limits()).await;
+    let reply = get(server.address, "/metrics").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(
+        reply.body.starts_with("# HELP wireguard_sent_bytes_total "),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body.contains("\nvpnctl_scrape_duration_seconds "),
+        "{}",
+        reply.body
+    );
+    // The duration is measured by serve, not taken from the source.
+    assert!(
+        !reply
+            .body
+            .contains("\nvpnctl_scrape_duration_seconds 0.012\n")
+    );
+
+    let reply = get(server.address, "/healthz").await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn other_paths_are_404_and_other_methods_405() {
+    let server = Server::start(Duration::ZERO, short_limits()).await;
+    assert_eq!(get(server.address, "/").await.status, 404);
+    assert_eq!(get(server.address, "/metrics/extra").await.status, 404);
+    let reply = exchange(
+        server.address,
+        b"POST /metrics HTTP/1.1\r\nhost: test\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("get, head"));
+    assert_eq!(server.fake.collects.load(Ordering::SeqCst), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_scrapes_all_succeed_and_share_collections() {
+    let server = Server::start(Duration::from_millis(300), short_limits()).await;
+    // Everything but the measured duration is the full exposition.
+    let without_duration = |text: &str| {
+        text.lines()
+            .filter(|l| !l.starts_with("vpnctl_scrape_duration_seconds "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let full = without_duration(&render(&snapshot(), &Options::default()));
+    let scrapes: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(get(server.address, "/metrics")))
+        .collect();
+    for scrape in scrapes {
+        let reply = scrape.await.unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(without_duration(&reply.body), full);
+    }
+    let collects = server.fake.collects.load(Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&collects),
+        "20 concurrent scrapes ran {collects} collections"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_client_neither_blocks_scrapes_nor_stays_connected() {
+    let server = Server::start(Duration::ZERO, short_limits()).await;
+    let mut slow = TcpStream::connect(server.address).await.unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nhost: te")
+        .await
+        .unwrap();
+
+    // Other scrapes go through meanwhile, well within the header timeout.
+    let started = std::time::Instant::now();
+    assert_eq!(get(server.address, "/metrics").await.status, 200);
+    assert!(started.elapsed() < Duration::from_millis(400));
+
+    // The stalled connection is closed after the header timeout (500 ms here).
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the stalled client is still connected after 5 s"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.is_empty() || rest.starts_with("HTTP/1.1 408"),
+        "{rest}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_header_timeout() {
+    let server = Server::start(Duration::ZERO, short_limits()).await;
+    let mut idle = TcpStream::connect(server.address).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest))
+        .await
+        .expect("an idle connection stayed open for 5 s")
+        .unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    let server = Server::start(Duration::ZERO, short_limits()).await;
+    let big = format!(
+        "GET /metrics HTTP/1.1\r\nhost: test\r\nx-padding: {}\r\nconnection: close\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let mut stream = TcpStream::connect(server.address).await.unwrap();
+    // The server may close before it has read everything: write errors are fine.
+    let _ = stream.write_all(big.as_bytes()).await;
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
+        .await
+        .expect("no answer to an oversized request");
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 431"), "{raw}");
+    assert_eq!(server.fake.collects.load(Ordering::SeqCst), 0);
+    // And the server still serves.
+    assert_eq!(get(server.address, "/metrics").await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_collection_is_a_500_and_the_next_scrape_works() {
+    let server = Server::start(Duration::ZERO, short_limits()).await;
+    server.fake.fail.store(true, Ordering::SeqCst);
+    let reply = get(server.address, "/metrics").await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(
+        reply.body,
+        "collecting the metrics failed: the kernel said no (a test)\n"
+    );
+    server.fake.fail.store(false, Ordering::SeqCst);
+    assert_eq!(get(server.address, "/metrics").await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_get_a_503() {
+    let limits = Limits {
+        max_connections: 2,
+        header_read_timeout: Duration::from_secs(5),
+        ..short_limits()
+    };
+    let server = Server::start(Duration::ZERO, limits).await;
+    let _held: Vec<TcpStream> = vec![
+        TcpStream::connect(server.address).await.unwrap(),
+        TcpStream::connect(server.address).await.unwrap(),
+    ];
+    // Let the server accept both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(get(server.address, "/metrics").await.status, 503);
+    drop(_held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(get(server.address, "/metrics").await.status, 200);
+    server.stop().await;
+}
