@@ -33,9 +33,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Up { backend } => {
             let config = config::load(&cli.config)?;
-            let mut changes = runtime.block_on(wireguard::up(&config, backend))?.changes;
-            changes.extend(ipsec_sites(&config, xfrm::up)?);
-            changes.extend(runtime.block_on(ike_up(&config))?);
+            let options = wireguard::UpOptions {
+                backend,
+                endpoints: wireguard::Endpoints::Set,
+            };
+            let changes = runtime.block_on(converge(&config, &options))?;
             print_changes(
                 &changes,
                 "everything already matches the config; nothing changed",
@@ -190,6 +192,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::UserspaceDevice { name } => crate::userspace::run_device(&name)?,
+        Command::Daemon { backend } => {
+            drop(runtime);
+            crate::daemon::run(&cli.config, backend)?;
+        }
     }
     Ok(())
 }
@@ -257,6 +263,18 @@ fn peer_command(config_path: &Path, action: PeerAction) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `vpn-ctl up` does, and the daemon on every converge: WireGuard interfaces, static
+/// IPsec sites, IKE sites; each a diff against what is there. Returns one line per change.
+pub async fn converge(
+    config: &config::Config,
+    options: &wireguard::UpOptions,
+) -> anyhow::Result<Vec<String>> {
+    let mut changes = wireguard::up_with(config, options).await?.changes;
+    changes.extend(ipsec_sites(config, xfrm::up)?);
+    changes.extend(ike_up(config).await?);
+    Ok(changes)
 }
 
 fn has_ike_sites(config: &config::Config) -> bool {
