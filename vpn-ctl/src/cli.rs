@@ -87,6 +87,17 @@ pub enum Command {
         interval: u64,
     },
 
+    /// Run as a service: converge to the config at start, on SIGHUP (a diff: unchanged peers
+    /// keep their sessions), when a managed link, address, route or SA is changed underneath,
+    /// and every `[daemon] tick`; re-resolve stale peers' DNS endpoints; run the IPsec
+    /// watchdog; serve Prometheus metrics; count VPN packets on the WAN port (XDP). SIGTERM
+    /// stops it and leaves the tunnels up (`vpn-ctl down` removes them).
+    Daemon {
+        /// Which WireGuard implementation links it creates get (as for `up`).
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+    },
+
     /// Write the import file another device needs for a connection of the config.
     Export {
         #[command(subcommand)]

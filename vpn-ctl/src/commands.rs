@@ -34,20 +34,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Up { backend } => {
             let config = config::load(&cli.config)?;
-            let mut changes = runtime.block_on(wireguard::up(&config, backend))?.changes;
-            changes.extend(ipsec_sites(&config, xfrm::up)?);
-            changes.extend(runtime.block_on(ike_up(&config))?);
-            let firewall = firewall::up(&config)?;
-            changes.extend(firewall.changes);
+            let options = wireguard::UpOptions {
+                backend,
+                endpoints: wireguard::Endpoints::Set,
+            };
+            let converged = runtime.block_on(converge(&config, &options))?;
             print_changes(
-                &changes,
+                &converged.changes,
                 "everything already matches the config; nothing changed",
             );
-            for warning in &firewall.warnings {
+            for warning in &converged.warnings {
                 log::warn!("{warning}");
-            }
-            for finding in &firewall.findings {
-                log::warn!("firewall: {finding}");
             }
         }
         Command::Down => {
@@ -209,6 +206,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::UserspaceDevice { name } => crate::userspace::run_device(&name)?,
+        Command::Daemon { backend } => {
+            drop(runtime);
+            crate::daemon::run(&cli.config, backend)?;
+        }
     }
     Ok(())
 }
@@ -276,6 +277,30 @@ fn peer_command(config_path: &Path, action: PeerAction) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a converge did: one line per change, and what still stands in the tunnels' way
+/// (the firewall's findings), for the caller to print or log.
+#[derive(Debug, Default)]
+pub struct Converged {
+    pub changes: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// What `vpn-ctl up` does, and the daemon on every converge: WireGuard interfaces, static
+/// IPsec sites, IKE sites, the firewall openings; each a diff against what is there.
+pub async fn converge(
+    config: &config::Config,
+    options: &wireguard::UpOptions,
+) -> anyhow::Result<Converged> {
+    let mut changes = wireguard::up_with(config, options).await?.changes;
+    changes.extend(ipsec_sites(config, xfrm::up)?);
+    changes.extend(ike_up(config).await?);
+    let firewall = firewall::up(config)?;
+    changes.extend(firewall.changes);
+    let mut warnings = firewall.warnings;
+    warnings.extend(firewall.findings.iter().map(|f| format!("firewall: {f}")));
+    Ok(Converged { changes, warnings })
 }
 
 fn has_ike_sites(config: &config::Config) -> bool {

@@ -1,12 +1,13 @@
 //! vpn-ctl: a VPN control plane for Linux routers.
 //!
-//! One module per domain noun; the CLI (`main.rs`) and, later, the daemon call the same
-//! library functions.
+//! One module per domain noun; the CLI (`main.rs`) and the daemon call the same library
+//! functions.
 pub mod address;
 pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod diag;
 pub mod firewall;
 pub mod fritzbox;

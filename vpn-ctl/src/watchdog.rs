@@ -8,6 +8,7 @@
 //! terminated and initiated again through charon.
 
 use std::{
+    collections::HashMap,
     fmt,
     net::{IpAddr, ToSocketAddrs as _},
     process::Command,
@@ -185,52 +186,103 @@ const MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// whether every site is up after one pass; otherwise runs until killed.
 pub async fn run(config: &Config, options: &Options) -> anyhow::Result<bool> {
     let nl = Netlink::connect()?;
-    let now = tokio::time::Instant::now();
-    // Per site: the current wait after a failed repair, and when to look next.
-    let mut backoff = vec![options.interval; config.ipsec.len()];
-    let mut next = vec![now; config.ipsec.len()];
+    let mut watchdog = Watchdog::new(options.interval, options.vici_socket.clone());
     loop {
-        let mut all_up = true;
-        for (i, site) in config.ipsec.iter().enumerate() {
-            if tokio::time::Instant::now() < next[i] {
-                continue;
-            }
-            let health = check(&nl, site).await?;
-            let after = if health.is_up() {
-                health
-            } else {
-                log::warn!("site {}: {health}", site.name);
-                match repair(config, site, &health, &options.vici_socket).await? {
-                    Some(what) => {
-                        log::warn!("site {}: {what}", site.name);
-                        check(&nl, site).await?
-                    }
-                    None => health,
-                }
-            };
-            if after.is_up() {
-                log::info!("site {}: {after}", site.name);
-                backoff[i] = options.interval;
-            } else {
-                all_up = false;
-                backoff[i] = (backoff[i] * 2).min(MAX_BACKOFF);
-                log::warn!(
-                    "site {}: still down: {after}; next attempt in {} s",
-                    site.name,
-                    backoff[i].as_secs()
-                );
-            }
-            next[i] = tokio::time::Instant::now()
-                + if after.is_up() {
-                    options.interval
-                } else {
-                    backoff[i]
-                };
-        }
+        let all_up = watchdog.pass(&nl, config).await?;
         if options.once {
             return Ok(all_up);
         }
         tokio::time::sleep(options.interval).await;
+    }
+}
+
+/// The watchdog's state between passes: per site, the current wait after a failed repair
+/// and when to look next. Sites are known by name, so a reloaded config keeps the backoff of
+/// the sites it still has. `vpn-ctl watchdog` runs passes in a loop, the daemon one per tick.
+#[derive(Debug)]
+pub struct Watchdog {
+    interval: Duration,
+    vici_socket: std::path::PathBuf,
+    backoff: HashMap<String, Duration>,
+    next: HashMap<String, tokio::time::Instant>,
+    /// Whether each site was up at its last check.
+    up: HashMap<String, bool>,
+}
+
+impl Watchdog {
+    pub fn new(interval: Duration, vici_socket: std::path::PathBuf) -> Watchdog {
+        Watchdog {
+            interval,
+            vici_socket,
+            backoff: HashMap::new(),
+            next: HashMap::new(),
+            up: HashMap::new(),
+        }
+    }
+
+    /// One pass over the sites that are due: check, repair when down, check again, log.
+    /// Returns whether every site checked is up.
+    pub async fn pass(&mut self, nl: &Netlink, config: &Config) -> anyhow::Result<bool> {
+        self.backoff
+            .retain(|name, _| config.ipsec.iter().any(|s| &s.name == name));
+        self.next
+            .retain(|name, _| config.ipsec.iter().any(|s| &s.name == name));
+        self.up
+            .retain(|name, _| config.ipsec.iter().any(|s| &s.name == name));
+        let mut all_up = true;
+        for site in &config.ipsec {
+            if self
+                .next
+                .get(&site.name)
+                .is_some_and(|next| tokio::time::Instant::now() < *next)
+            {
+                continue;
+            }
+            let health = check(nl, site).await?;
+            let after = if health.is_up() {
+                health
+            } else {
+                log::warn!("site {}: {health}", site.name);
+                match repair(config, site, &health, &self.vici_socket).await? {
+                    Some(what) => {
+                        log::warn!("site {}: {what}", site.name);
+                        check(nl, site).await?
+                    }
+                    None => health,
+                }
+            };
+            let backoff = self
+                .backoff
+                .entry(site.name.clone())
+                .or_insert(self.interval);
+            if after.is_up() {
+                // Said once when a site comes up, not on every pass.
+                if self.up.insert(site.name.clone(), true) == Some(true) {
+                    log::debug!("site {}: {after}", site.name);
+                } else {
+                    log::info!("site {}: {after}", site.name);
+                }
+                *backoff = self.interval;
+            } else {
+                all_up = false;
+                self.up.insert(site.name.clone(), false);
+                *backoff = (*backoff * 2).min(MAX_BACKOFF);
+                log::warn!(
+                    "site {}: still down: {after}; next attempt in {} s",
+                    site.name,
+                    backoff.as_secs()
+                );
+            }
+            // A site that is up is looked at on every pass; one that stays down after a repair
+            // only when its backoff has passed.
+            if after.is_up() {
+                self.next.remove(&site.name);
+            } else {
+                let next = tokio::time::Instant::now() + *backoff;
+                self.next.insert(site.name.clone(), next);
+            }
+        }
+        Ok(all_up)
     }
 }
 
@@ -255,17 +307,25 @@ async fn repair(
         // A name that does not resolve: charon cannot reach the peer either; wait for DNS.
         (Keying::Ike(_), Health::Unresolvable { .. }) => Ok(None),
         // Otherwise renegotiate: terminate what is left and initiate again through charon.
-        (Keying::Ike(_), _) => {
-            let mut vici = ike::Vici::connect(vici_socket).await?;
-            let name = ike::conn_name(&site.name);
-            let timeout = ike::UpOptions::default().timeout;
-            vici.terminate_ike(&name, timeout).await?;
-            vici.initiate(&name, &name, timeout).await?;
-            Ok(Some(format!(
-                "restarted the IKE connection {name} through charon"
-            )))
-        }
+        (Keying::Ike(_), _) => Ok(Some(restart_ike(site, vici_socket).await?)),
     }
+}
+
+/// Renegotiates an IKE site through charon: terminates what is left of its IKE SA and
+/// initiates it again (`swanctl --terminate --ike NAME; swanctl --initiate --child NAME`).
+/// Returns what was done, in words.
+pub async fn restart_ike(
+    site: &IpsecSite,
+    vici_socket: &std::path::Path,
+) -> anyhow::Result<String> {
+    let mut vici = ike::Vici::connect(vici_socket).await?;
+    let name = ike::conn_name(&site.name);
+    let timeout = ike::UpOptions::default().timeout;
+    vici.terminate_ike(&name, timeout).await?;
+    vici.initiate(&name, &name, timeout).await?;
+    Ok(format!(
+        "restarted the IKE connection {name} through charon"
+    ))
 }
 
 #[cfg(test)]

@@ -396,6 +396,7 @@ fn ikev1_aggressive_with_a_fritzbox_like_peer_carries_lan_to_lan_traffic() {
         router: Default::default(),
         wireguard: Vec::new(),
         ipsec: vec![watched.clone()],
+        daemon: Default::default(),
     };
     let watchdog_options = vpn_ctl::watchdog::Options {
         once: true,

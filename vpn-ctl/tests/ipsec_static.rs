@@ -420,6 +420,7 @@ fn watchdog_restores_flushed_static_sas() {
         router: Default::default(),
         wireguard: Vec::new(),
         ipsec: vec![branch.clone()],
+        daemon: Default::default(),
     };
     let once = vpn_ctl::watchdog::Options {
         once: true,

@@ -40,8 +40,9 @@ enum Task {
     /// booting Debian's kernel, which has kernel WireGuard and ESP (needs root).
     Guest(guest::Options),
     /// Install the prerequisites, then print the XDP classifier's per-packet cost next to an
-    /// empty XDP program's (BPF_PROG_TEST_RUN), and `vpn-ctl up` at 1,000 and 10,000 peers
-    /// next to `wg setconf` in the QEMU guest (needs root).
+    /// empty XDP program's (BPF_PROG_TEST_RUN), the daemon's scrape latency and memory with
+    /// 10,000 peers, and `vpn-ctl up` at 1,000 and 10,000 peers next to `wg setconf` in the
+    /// QEMU guest (needs root).
     Bench,
     /// Install the prerequisites, build vpn-ctl, and bring up the first seed's network in
     /// namespaces: a phone on the internet reaches a LAN host through the ISP's port forward
@@ -90,6 +91,10 @@ fn run(task: Task) -> anyhow::Result<()> {
             setup::run()?;
             cargo(
                 &["bench", "--locked", "-p", "vpn-ctl", "--bench", "xdp"],
+                &[],
+            )?;
+            cargo(
+                &["bench", "--locked", "-p", "vpn-ctl", "--bench", "daemon"],
                 &[],
             )?;
             guest::run(

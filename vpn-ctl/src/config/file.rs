@@ -23,6 +23,18 @@ pub(super) struct Raw {
     pub wireguard: Option<BTreeMap<Spanned<String>, Spanned<RawInterface>>>,
     /// IPsec sites by name, like `wireguard`.
     pub ipsec: Option<BTreeMap<Spanned<String>, Spanned<RawSite>>>,
+    /// `[daemon]`.
+    pub daemon: Option<RawDaemon>,
+}
+
+/// `[daemon]`: settings of `vpn-ctl daemon`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDaemon {
+    pub metrics_listen: Option<Spanned<String>>,
+    pub metrics_max_peers: Option<Spanned<i64>>,
+    pub tick: Option<Spanned<i64>>,
+    pub xdp: Option<Spanned<String>>,
 }
 
 /// `[router]`.
@@ -101,6 +113,7 @@ pub(super) struct RawSite {
 /// The fields of each table, for telling where a misplaced field belongs. A test checks
 /// them against the ones serde accepts.
 const ROUTER_FIELDS: &[&str] = &["wan", "lan", "firewall"];
+const DAEMON_FIELDS: &[&str] = &["metrics_listen", "metrics_max_peers", "tick", "xdp"];
 const INTERFACE_FIELDS: &[&str] = &[
     "private_key_file",
     "listen_port",
@@ -203,6 +216,11 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("spi_in", "spi_in = 0x1002"),
     ("key_out_file", r#"key_out_file = "office-out.key""#),
     ("key_in_file", r#"key_in_file = "office-in.key""#),
+    ("daemon", "[daemon]"),
+    ("metrics_listen", r#"metrics_listen = "127.0.0.1:9586""#),
+    ("metrics_max_peers", "metrics_max_peers = 10000"),
+    ("tick", "tick = 30"),
+    ("xdp", r#"xdp = "count""#),
 ];
 
 /// wg-quick's names (and other likely guesses) for our fields, normalized as by
@@ -386,6 +404,8 @@ fn unknown_field(field: &str, accepted: &[String], keys: &[String]) -> (String, 
             Some(format!("a peer's table [[wireguard.{iface}.peers]]"))
         } else if SITE_FIELDS.contains(&field) {
             Some("an IPsec site's table, e.g. [ipsec.fritzbox]".to_string())
+        } else if DAEMON_FIELDS.contains(&field) {
+            Some("[daemon]".to_string())
         } else {
             None
         };
@@ -643,7 +663,8 @@ mod tests {
         assert_eq!(
             error("wan = \"eth0\"\n"),
             "/etc/vpn-ctl/vpn.toml:1:1: unknown field `wan` at the top level\n  \
-             help: `wan` belongs in [router]; the fields accepted here: router, wireguard, ipsec"
+             help: `wan` belongs in [router]; the fields accepted here: router, wireguard, ipsec, \
+             daemon"
         );
         // The classic TOML slip: an interface field after the first peer's header.
         assert_eq!(
@@ -658,11 +679,16 @@ mod tests {
     }
 
     #[test]
-    fn sections_that_do_not_exist_yet_are_refused() {
+    fn sections_that_do_not_exist_are_refused() {
+        assert_eq!(
+            error("[firewall2]\nlisten = \"127.0.0.1:9586\"\n"),
+            "/etc/vpn-ctl/vpn.toml:1:2: unknown field `firewall2` at the top level\n  \
+             help: the fields accepted here: router, wireguard, ipsec, daemon"
+        );
         assert_eq!(
             error("[daemon]\nlisten = \"127.0.0.1:9586\"\n"),
-            "/etc/vpn-ctl/vpn.toml:1:2: unknown field `daemon` at the top level\n  \
-             help: the fields accepted here: router, wireguard, ipsec"
+            "/etc/vpn-ctl/vpn.toml:2:1: unknown field `listen` in [daemon]\n  \
+             help: the fields accepted here: metrics_listen, metrics_max_peers, tick, xdp"
         );
     }
 
@@ -843,7 +869,11 @@ mod tests {
             let (_, list) = e.message().split_once(", expected").unwrap();
             backquoted(list)
         };
-        assert_eq!(accepted("zzz = 1"), ["router", "wireguard", "ipsec"]);
+        assert_eq!(
+            accepted("zzz = 1"),
+            ["router", "wireguard", "ipsec", "daemon"]
+        );
+        assert_eq!(accepted("[daemon]\nzzz = 1"), DAEMON_FIELDS);
         assert_eq!(accepted("[router]\nzzz = 1"), ROUTER_FIELDS);
         assert_eq!(accepted("[wireguard.wg0]\nzzz = 1"), INTERFACE_FIELDS);
         assert_eq!(accepted("[[wireguard.wg0.peers]]\nzzz = 1"), PEER_FIELDS);
@@ -851,8 +881,9 @@ mod tests {
         for (field, _) in EXAMPLES {
             assert!(
                 [
-                    &["router", "wireguard", "ipsec"],
+                    &["router", "wireguard", "ipsec", "daemon"],
                     ROUTER_FIELDS,
+                    DAEMON_FIELDS,
                     INTERFACE_FIELDS,
                     PEER_FIELDS,
                     SITE_FIELDS

@@ -31,8 +31,16 @@
 //! route = true                           # route allowed IPs via wg0 (default true)
 //! ```
 //!
-//! `[ipsec.NAME]` site-to-site connections sit beside these (see [`ipsec`]); the daemon and
-//! firewall settings will too.
+//! `[ipsec.NAME]` site-to-site connections sit beside these (see [`ipsec`]), and the
+//! settings of `vpn-ctl daemon`:
+//!
+//! ```toml
+//! [daemon]
+//! metrics_listen = "127.0.0.1:9586"      # Prometheus /metrics; "off" turns it off
+//! metrics_max_peers = 10000              # per-peer series at most (cardinality cap)
+//! tick = 30                              # seconds between periodic converges and checks
+//! xdp = "count"                          # count VPN packets on [router] wan; "off"
+//! ```
 
 mod error;
 mod file;
@@ -78,6 +86,8 @@ pub struct Config {
     pub wireguard: Vec<WgInterface>,
     /// IPsec site-to-site connections, in file order.
     pub ipsec: Vec<ipsec::IpsecSite>,
+    /// `[daemon]`, defaults when absent.
+    pub daemon: Daemon,
 }
 
 impl Config {
@@ -130,6 +140,49 @@ impl std::str::FromStr for FirewallMode {
             _ => Err(()),
         }
     }
+}
+
+/// `[daemon]`: how `vpn-ctl daemon` runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Daemon {
+    /// Where `/metrics` is served; `None`: not at all.
+    pub metrics_listen: Option<SocketAddr>,
+    /// At most this many peers get per-peer series.
+    pub metrics_max_peers: usize,
+    /// Between periodic converges, DNS re-resolution and watchdog passes.
+    pub tick: std::time::Duration,
+    /// Whether the XDP program counts VPN packets on `[router] wan`.
+    pub xdp: DaemonXdp,
+}
+
+impl Daemon {
+    /// The exporter's port, as prometheus_wireguard_exporter's.
+    pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9586";
+    pub const DEFAULT_METRICS_MAX_PEERS: usize = 10_000;
+    pub const DEFAULT_TICK: std::time::Duration = std::time::Duration::from_secs(30);
+}
+
+impl Default for Daemon {
+    fn default() -> Daemon {
+        Daemon {
+            metrics_listen: Some(
+                Daemon::DEFAULT_METRICS_LISTEN
+                    .parse()
+                    .expect("the default is an address"),
+            ),
+            metrics_max_peers: Daemon::DEFAULT_METRICS_MAX_PEERS,
+            tick: Daemon::DEFAULT_TICK,
+            xdp: DaemonXdp::Count,
+        }
+    }
+}
+
+/// `[daemon] xdp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonXdp {
+    /// Attach the classifier to `[router] wan` in monitor mode (when `wan` is set).
+    Count,
+    Off,
 }
 
 /// `[wireguard.NAME]`: one WireGuard interface.

@@ -19,8 +19,9 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::{
-    Config, Diagnostic, Endpoint, Error, FirewallMode, Peer, Router, WgInterface,
-    file::{Raw, RawInterface, RawPeer, RawRouter, RawSite},
+    Config, Daemon, DaemonXdp, Diagnostic, Endpoint, Error, FirewallMode, Peer, Router,
+    WgInterface,
+    file::{Raw, RawDaemon, RawInterface, RawPeer, RawRouter, RawSite},
     ipsec::{
         self, AlgorithmKind, Gateway, Identity, IkeKeying, IkeVersion, IpsecSite, Keying, Proposal,
         ProposalError, ProposalFor, SecretBytes, StaticAead, StaticKeying, WEAK_ALGORITHMS,
@@ -76,12 +77,14 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
         .into_iter()
         .filter_map(|(name, site)| v.site(name, site, &router.lan))
         .collect();
+    let daemon = v.daemon(raw.daemon.unwrap_or_default(), &router);
     if v.diagnostics.is_empty() {
         Ok(Config {
             path: path.to_path_buf(),
             router,
             wireguard,
             ipsec,
+            daemon,
         })
     } else {
         let mut diagnostics = v.diagnostics;
@@ -267,6 +270,71 @@ impl Validator<'_> {
             lan,
             firewall,
         }
+    }
+
+    fn daemon(&mut self, raw: RawDaemon, router: &Router) -> Daemon {
+        let mut daemon = Daemon::default();
+        if let Some(listen) = &raw.metrics_listen {
+            match listen.get_ref().trim() {
+                "" | "off" => daemon.metrics_listen = None,
+                text => match text.parse::<std::net::SocketAddr>() {
+                    Ok(addr) if addr.port() != 0 => daemon.metrics_listen = Some(addr),
+                    _ => self.error(
+                        listen.span(),
+                        format!("metrics_listen {text:?} is not an address and port"),
+                        "write where Prometheus scrapes /metrics, e.g. metrics_listen = \
+                         \"127.0.0.1:9586\" (\"[::]:9586\" for every address), or \
+                         metrics_listen = \"off\"",
+                    ),
+                },
+            }
+        }
+        if let Some(max) = &raw.metrics_max_peers {
+            match usize::try_from(*max.get_ref()) {
+                Ok(n) if n <= 1_000_000 => daemon.metrics_max_peers = n,
+                _ => self.error(
+                    max.span(),
+                    format!("metrics_max_peers {} is out of range", max.get_ref()),
+                    "give how many peers get their own series, 0 to 1000000, e.g. \
+                     metrics_max_peers = 10000",
+                ),
+            }
+        }
+        if let Some(tick) = &raw.tick {
+            match u64::try_from(*tick.get_ref()) {
+                Ok(s @ 1..=3600) => daemon.tick = std::time::Duration::from_secs(s),
+                _ => self.error(
+                    tick.span(),
+                    format!("tick {} is out of range", tick.get_ref()),
+                    "give the seconds between the daemon's periodic checks, 1 to 3600, e.g. \
+                     tick = 30",
+                ),
+            }
+        }
+        match raw.xdp.as_ref().map(|x| (x, x.get_ref().as_str())) {
+            None => {
+                if router.wan.is_none() {
+                    daemon.xdp = DaemonXdp::Off;
+                }
+            }
+            Some((_, "off")) => daemon.xdp = DaemonXdp::Off,
+            Some((x, "count")) => {
+                if router.wan.is_none() {
+                    self.error(
+                        x.span(),
+                        "xdp = \"count\" needs the WAN port, and [router] has no wan",
+                        "add wan = \"eth0\" (your WAN port as `ip link` shows it) to [router], \
+                         or set xdp = \"off\"",
+                    );
+                }
+            }
+            Some((x, other)) => self.error(
+                x.span(),
+                format!("xdp {other:?} is not a mode the daemon knows"),
+                "write xdp = \"count\" (count VPN packets on the WAN port) or xdp = \"off\"",
+            ),
+        }
+        daemon
     }
 
     fn interface(
@@ -2205,6 +2273,34 @@ addresses = [\"10.8.0.1/24\", \"fd08::1/64\"]
     fn write(path: &Path, contents: &str, mode: u32) {
         fs::write(path, contents).unwrap();
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn daemon_section_defaults_and_problems() {
+        let fx = Fixture::new();
+        let config = fx.parse("[router]\nwan = \"eth0\"\n").unwrap();
+        assert_eq!(config.daemon, Daemon::default());
+        assert_eq!(config.daemon.xdp, DaemonXdp::Count);
+        // Without a WAN port there is nothing to count on.
+        let config = fx.parse("").unwrap();
+        assert_eq!(config.daemon.xdp, DaemonXdp::Off);
+        let config = fx
+            .parse("[daemon]\nmetrics_listen = \"off\"\ntick = 5\nmetrics_max_peers = 0\n")
+            .unwrap();
+        assert_eq!(config.daemon.metrics_listen, None);
+        assert_eq!(config.daemon.tick, std::time::Duration::from_secs(5));
+        assert_eq!(config.daemon.metrics_max_peers, 0);
+        assert_eq!(
+            fx.error("[daemon]\nmetrics_listen = \"localhost\"\ntick = 0\nxdp = \"count\"\n"),
+            "DIR/vpn.toml:2:18: metrics_listen \"localhost\" is not an address and port\n  \
+             help: write where Prometheus scrapes /metrics, e.g. metrics_listen = \
+             \"127.0.0.1:9586\" (\"[::]:9586\" for every address), or metrics_listen = \"off\"\n\
+             DIR/vpn.toml:3:8: tick 0 is out of range\n  help: give the seconds between the \
+             daemon's periodic checks, 1 to 3600, e.g. tick = 30\n\
+             DIR/vpn.toml:4:7: xdp = \"count\" needs the WAN port, and [router] has no wan\n  \
+             help: add wan = \"eth0\" (your WAN port as `ip link` shows it) to [router], or set \
+             xdp = \"off\"\n3 problems; nothing was applied"
+        );
     }
 
     #[test]

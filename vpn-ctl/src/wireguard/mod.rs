@@ -12,6 +12,7 @@
 pub mod diff;
 
 use std::{
+    collections::HashSet,
     net::SocketAddr,
     time::{Duration, SystemTime},
 };
@@ -33,10 +34,11 @@ use crate::{
 };
 
 /// Which WireGuard implementation runs an interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// The kernel's module when it has one, the userspace implementation otherwise.
+    #[default]
     Auto,
     Kernel,
     Userspace,
@@ -74,14 +76,58 @@ impl Report {
     }
 }
 
+/// How a converge treats the endpoints the config gives peers.
+#[derive(Debug, Clone, Default)]
+pub enum Endpoints {
+    /// Resolve every configured endpoint and set it where the device has another one; a name
+    /// that does not resolve is an error (`vpn-ctl up`).
+    #[default]
+    Set,
+    /// The daemon's rule, wireguard-tools' `reresolve-dns.sh`: a peer whose latest handshake
+    /// is younger than `fresh` keeps the endpoint the device has (the peer may have roamed;
+    /// its name is not looked up); the others' names are resolved again and the endpoint
+    /// set when the address changed. Peers listed in `force` (interface, public key) are
+    /// resolved and set whatever their handshake (their configured endpoint was edited). A
+    /// name that does not resolve keeps the device's endpoint, with a warning.
+    Reresolve {
+        fresh: Duration,
+        force: HashSet<(String, PublicKey)>,
+    },
+}
+
+/// wireguard-tools' `reresolve-dns.sh` re-resolves a peer's endpoint when its latest
+/// handshake is older than this: REJECT_AFTER_TIME (180 s) less a margin, 135 s in the
+/// script.
+pub const RERESOLVE_AFTER: Duration = Duration::from_secs(135);
+
+/// What a converge does besides the config: which implementation new links get, and how
+/// endpoints are treated.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    pub backend: BackendChoice,
+    pub endpoints: Endpoints,
+}
+
 /// Converges every WireGuard interface of the config. On an error, the message says what
 /// was applied before it; running `up` again converges from there.
 pub async fn up(config: &Config, choice: BackendChoice) -> anyhow::Result<Report> {
+    up_with(
+        config,
+        &UpOptions {
+            backend: choice,
+            endpoints: Endpoints::Set,
+        },
+    )
+    .await
+}
+
+/// [`up`] with the daemon's choices (see [`UpOptions`]).
+pub async fn up_with(config: &Config, options: &UpOptions) -> anyhow::Result<Report> {
     let nl = Netlink::connect()?;
     let mut report = Report::default();
     let result = async {
         for iface in &config.wireguard {
-            up_interface(&nl, iface, choice, &mut report).await?;
+            up_interface(&nl, iface, options, &mut report).await?;
         }
         remove_unconfigured(&nl, config, &mut report).await
     }
@@ -100,11 +146,15 @@ pub async fn up(config: &Config, choice: BackendChoice) -> anyhow::Result<Report
 async fn up_interface(
     nl: &Netlink,
     iface: &WgInterface,
-    choice: BackendChoice,
+    options: &UpOptions,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let name = &iface.name;
-    let desired = desired_device(iface)?;
+    // `up` resolves every name before it touches anything; the daemon only the stale peers'.
+    let resolved = match &options.endpoints {
+        Endpoints::Set => Some(desired_device(iface)?),
+        Endpoints::Reresolve { .. } => None,
+    };
     let link = match nl.interface(name).await? {
         Some(link) if !link.is_managed() => bail!(
             "interface {name} exists but vpn-ctl did not create it (wg-quick, or by hand?); \
@@ -113,7 +163,7 @@ async fn up_interface(
         ),
         Some(link) => link,
         None => {
-            let backend = resolve_backend(choice)?;
+            let backend = resolve_backend(options.backend)?;
             let link = create_link(nl, name, backend).await?;
             report.note(name, format!("created the link ({})", describe(backend)));
             link
@@ -123,6 +173,13 @@ async fn up_interface(
 
     // Device: keys, port, mark, peers.
     let observed = observe(name, backend)?;
+    let desired = match (resolved, &options.endpoints) {
+        (Some(desired), _) => desired,
+        (None, Endpoints::Reresolve { fresh, force }) => {
+            reresolved_device(iface, &observed, *fresh, force, SystemTime::now())
+        }
+        (None, Endpoints::Set) => unreachable!("resolved above"),
+    };
     let plan = diff::diff(&desired, Some(&observed));
     if !plan.is_empty() {
         apply(name, backend, &plan, &desired)?;
@@ -306,6 +363,64 @@ pub fn desired_device(iface: &WgInterface) -> anyhow::Result<DesiredDevice> {
         fwmark: iface.fwmark,
         peers,
     })
+}
+
+/// The device the config asks for under [`Endpoints::Reresolve`]: fresh peers keep the
+/// endpoint `observed` has, the others' names are resolved again.
+fn reresolved_device(
+    iface: &WgInterface,
+    observed: &ObservedDevice,
+    fresh: Duration,
+    force: &HashSet<(String, PublicKey)>,
+    now: SystemTime,
+) -> DesiredDevice {
+    let have: std::collections::HashMap<&PublicKey, &ObservedPeer> =
+        observed.peers.iter().map(|p| (&p.public_key, p)).collect();
+    let peers = iface
+        .peers
+        .iter()
+        .map(|p| {
+            let seen = have.get(&p.public_key);
+            let is_fresh = seen.is_some_and(|o| {
+                o.endpoint.is_some()
+                    && o.last_handshake
+                        .is_some_and(|t| now.duration_since(t).unwrap_or_default() < fresh)
+            });
+            let forced = force.contains(&(iface.name.clone(), p.public_key.clone()));
+            let current = seen.and_then(|o| o.endpoint);
+            let endpoint = match &p.endpoint {
+                None => None,
+                Some(_) if is_fresh && !forced => current,
+                Some(e) => match e.resolve() {
+                    Ok(addr) => Some(addr),
+                    Err(err) => {
+                        log::warn!(
+                            "endpoint unresolved interface={} peer={} endpoint={e} error=\"{err}\" \
+                             keeping={}: check the name, or its dynamic DNS",
+                            iface.name,
+                            p.name,
+                            current.map_or("none".to_string(), |c| c.to_string())
+                        );
+                        current
+                    }
+                },
+            };
+            DesiredPeer {
+                name: p.name.clone(),
+                public_key: p.public_key.clone(),
+                preshared_key: p.preshared_key.clone(),
+                endpoint,
+                persistent_keepalive: p.persistent_keepalive,
+                allowed_ips: p.allowed_ips.clone(),
+            }
+        })
+        .collect();
+    DesiredDevice {
+        private_key: iface.private_key.clone(),
+        listen_port: iface.listen_port,
+        fwmark: iface.fwmark,
+        peers,
+    }
 }
 
 /// The routes `up` adds: allowed IPs of peers with `route = true` that the interface's own
