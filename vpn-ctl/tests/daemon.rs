@@ -542,8 +542,7 @@ impl Drop for Killed {
 }
 
 /// Debian's Prometheus scrapes the daemon every second in the router's namespace; its HTTP
-/// API then has the WireGuard and XDP series. Needs the real metrics module (the placeholder
-/// answers a fixed text: then only the scrape itself, `up == 1`, is checked).
+/// API then has the WireGuard and XDP series.
 #[test]
 fn prometheus_scrapes_the_wireguard_and_xdp_series() {
     let prometheus = Path::new("/usr/bin/prometheus");
@@ -633,27 +632,29 @@ fn prometheus_scrapes_the_wireguard_and_xdp_series() {
         format!("127.0.0.1:{metrics_port}")
     );
 
-    if first.starts_with("# vpn-ctl placeholder metrics") {
-        eprintln!(
-            "the metrics module is the placeholder: Prometheus scraped the daemon (up == 1); \
-             the WireGuard and XDP series are checked once the real module is merged"
+    assert!(
+        first.contains("# TYPE wireguard_sent_bytes_total counter"),
+        "{first}"
+    );
+    for series in ["wireguard_sent_bytes_total", "vpnctl_wan_packets_total"] {
+        let found = wait_for(
+            Duration::from_secs(30),
+            &format!("{series} in Prometheus"),
+            || Some(prometheus_query(router, api, series)).filter(|r| !r.is_empty()),
         );
-    } else {
-        for series in ["wireguard_sent_bytes_total", "vpnctl_wan_packets_total"] {
-            let found = wait_for(
-                Duration::from_secs(30),
-                &format!("{series} in Prometheus"),
-                || Some(prometheus_query(router, api, series)).filter(|r| !r.is_empty()),
-            );
-            assert_eq!(found[0]["metric"]["job"], "vpn-ctl", "{found:?}");
-        }
-        let wg = prometheus_query(router, api, "wireguard_sent_bytes_total");
-        assert!(
-            wg.iter()
-                .any(|r| r["metric"]["interface"] == router_if.as_str()),
-            "{wg:?}"
-        );
+        assert_eq!(found[0]["metric"]["job"], "vpn-ctl", "{found:?}");
     }
+    let wg = prometheus_query(router, api, "wireguard_sent_bytes_total");
+    assert!(
+        wg.iter()
+            .any(|r| r["metric"]["interface"] == router_if.as_str()),
+        "{wg:?}"
+    );
+    let wan = prometheus_query(router, api, "vpnctl_wan_packets_total");
+    assert!(
+        wan.iter().any(|r| r["metric"]["service"] == "wireguard"),
+        "{wan:?}"
+    );
     drop(daemon);
     vpn_ctl(router, &config, &["down"]);
 }
