@@ -575,7 +575,7 @@ fn prometheus_scrapes_the_wireguard_and_xdp_series() {
     .unwrap();
     let daemon = Daemon::start(router, &config, dir.path(), None, None);
     let metrics: SocketAddr = ([127, 0, 0, 1], metrics_port).into();
-    let first = wait_for(Duration::from_secs(30), "the daemon's /metrics", || {
+    wait_for(Duration::from_secs(30), "the daemon's /metrics", || {
         http_get(router, metrics, "/metrics")
     });
     assert!(
@@ -632,10 +632,6 @@ fn prometheus_scrapes_the_wireguard_and_xdp_series() {
         format!("127.0.0.1:{metrics_port}")
     );
 
-    assert!(
-        first.contains("# TYPE wireguard_sent_bytes_total counter"),
-        "{first}"
-    );
     for series in ["wireguard_sent_bytes_total", "vpnctl_wan_packets_total"] {
         let found = wait_for(
             Duration::from_secs(30),
