@@ -638,7 +638,10 @@ watchdog_probe = "192.168.1.10"
 
     let _stop = StopsCharon;
     let (up, warnings) = vpn_ctl(&["up"]);
-    assert!(up.contains("IKE: no charon was running: started one"), "{up}");
+    assert!(
+        up.contains("IKE: no charon was running: started one"),
+        "{up}"
+    );
     assert!(up.contains("vpn-ctl-fritzbox: established"), "{up}");
     assert!(
         up.contains("firewall: table inet vpn_ctl with") && up.contains("esp udp/500 udp/4500"),

@@ -124,7 +124,10 @@ mod tests {
         );
         assert_eq!(text.lines().count(), 3, "{text}");
         assert!(write(dir.path(), &needs).unwrap().is_empty(), "unchanged");
-        assert_eq!(write(dir.path(), &[]).unwrap(), std::slice::from_ref(&input));
+        assert_eq!(
+            write(dir.path(), &[]).unwrap(),
+            std::slice::from_ref(&input)
+        );
         assert!(!input.exists());
     }
 }
