@@ -250,19 +250,26 @@ fn the_sa(sas: &[ike::IkeSa]) -> (&ike::IkeSa, &ike::ChildSa) {
     (ike, child)
 }
 
+/// The two sites: `wan.a` is the FRITZ!Box's WAN (right, LAN 192.168.1.0/24), `wan.b`
+/// vpn-ctl's router's (left, LAN 192.168.2.0/24); each router's default route leads to the
+/// other (the internet). Returns the WAN and the right and left LAN hosts.
+fn two_sites() -> (VethPair, Netns, Netns) {
+    let wan = VethPair::new();
+    let (right, left) = (&wan.a, &wan.b);
+    right.ip(&["route", "add", "default", "via", &wan.b_addr.to_string()]);
+    left.ip(&["route", "add", "default", "via", &wan.a_addr.to_string()]);
+    let right_lan = lan_behind(right, "192.168.1");
+    let left_lan = lan_behind(left, "192.168.2");
+    (wan, right_lan, left_lan)
+}
+
 #[test]
 fn ikev1_aggressive_with_a_fritzbox_like_peer_carries_lan_to_lan_traffic() {
     if !kernel_has(Feature::Esp) {
         return;
     }
-    // a = the FRITZ!Box's WAN (right), b = vpn-ctl's router's WAN (left).
-    let wan = VethPair::new();
+    let (wan, right_lan, left_lan) = two_sites();
     let (right, left) = (&wan.a, &wan.b);
-    // The internet: each router's default route leads to the other.
-    right.ip(&["route", "add", "default", "via", &wan.b_addr.to_string()]);
-    left.ip(&["route", "add", "default", "via", &wan.a_addr.to_string()]);
-    let right_lan = lan_behind(right, "192.168.1");
-    let left_lan = lan_behind(left, "192.168.2");
 
     let dir = tempfile::tempdir().unwrap();
     let (right_dir, left_dir) = (dir.path().join("fritzbox"), dir.path().join("vpn-ctl"));
@@ -573,12 +580,8 @@ fn vpn_ctl_up_brings_a_fritzbox_site_up_from_the_config_file() {
     if !kernel_has(Feature::Esp) {
         return;
     }
-    let wan = VethPair::new();
-    let (right, left) = (&wan.a, &wan.b);
-    right.ip(&["route", "add", "default", "via", &wan.b_addr.to_string()]);
-    left.ip(&["route", "add", "default", "via", &wan.a_addr.to_string()]);
-    let _right_lan = lan_behind(right, "192.168.1");
-    let left_lan = lan_behind(left, "192.168.2");
+    let (wan, _right_lan, left_lan) = two_sites();
+    let left = &wan.b;
     let dir = tempfile::tempdir().unwrap();
     let right_dir = dir.path().join("fritzbox");
     fs::create_dir(&right_dir).unwrap();

@@ -257,12 +257,7 @@ fn judge(need: &Need, fate: &Fate, mode: FirewallMode, backend: Backend) -> Opti
     };
     match (need.expect, fate) {
         (Expect::Passes, Fate::Dropped { by, unless }) => {
-            let insert = format!(
-                "nft insert rule {} {} {} {rule}",
-                by.family,
-                by.table,
-                by.base_chain()
-            );
+            let insert = by.insert(&rule);
             let fix = if by.table == "fw4" && by.family == "inet" {
                 match &manage_hint {
                     Some(hint) => hint.clone(),
@@ -297,11 +292,8 @@ fn judge(need: &Need, fate: &Fate, mode: FirewallMode, backend: Backend) -> Opti
                 purpose: need.purpose.clone(),
                 problem: format!("{what} may be dropped by {by} (the check cannot tell)"),
                 fix: format!(
-                    "make sure that rule does not match it, or accept it before: `nft insert \
-                     rule {} {} {} {rule}`",
-                    by.family,
-                    by.table,
-                    by.base_chain()
+                    "make sure that rule does not match it, or accept it before: `{}`",
+                    by.insert(&rule)
                 ),
                 certain: false,
             })
@@ -322,11 +314,8 @@ fn judge(need: &Need, fate: &Fate, mode: FirewallMode, backend: Backend) -> Opti
                  leaves unencrypted or not at all"
             ),
             fix: format!(
-                "exempt it before that rule: `nft insert rule {} {} {} {}`",
-                by.family,
-                by.table,
-                by.base_chain(),
-                exempt_text(need)
+                "exempt it before that rule: `{}`",
+                by.insert(&exempt_text(need))
             ),
             certain: true,
         }),
@@ -357,15 +346,7 @@ fn describe(need: &Need) -> String {
     let wan = need.iif().map(|i| format!("the WAN ({i})"));
     match need.hook {
         Hook::Input => {
-            let proto = need
-                .matches
-                .iter()
-                .find_map(|m| match m {
-                    Match::Udp(port) => Some(format!("udp/{port}")),
-                    Match::Esp => Some("ESP".to_string()),
-                    _ => None,
-                })
-                .unwrap_or_else(|| "traffic".into());
+            let proto = need.inbound().unwrap_or_else(|| "traffic".into());
             format!(
                 "{proto} from {} for {}",
                 wan.unwrap_or_else(|| "the WAN".into()),
@@ -382,12 +363,7 @@ fn summary(needs: &[Need]) -> String {
     let inputs: Vec<String> = needs
         .iter()
         .filter(|n| n.hook == Hook::Input)
-        .flat_map(|n| n.matches.iter())
-        .filter_map(|m| match m {
-            Match::Udp(port) => Some(format!("udp/{port}")),
-            Match::Esp => Some("esp".into()),
-            _ => None,
-        })
+        .filter_map(|n| Some(n.inbound()?.to_lowercase()))
         .collect();
     let forwards = needs.iter().filter(|n| n.hook == Hook::Forward).count();
     let masq = needs

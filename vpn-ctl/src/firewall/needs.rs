@@ -127,6 +127,15 @@ impl Need {
         })
     }
 
+    /// What an inbound need lets in: "udp/51820", "ESP".
+    pub fn inbound(&self) -> Option<String> {
+        self.matches.iter().find_map(|m| match m {
+            Match::Udp(port) => Some(format!("udp/{port}")),
+            Match::Esp => Some("ESP".into()),
+            _ => None,
+        })
+    }
+
     pub fn iif(&self) -> Option<&str> {
         self.matches.iter().find_map(|m| match m {
             Match::Iif(name) => Some(name.as_str()),

@@ -88,8 +88,19 @@ pub struct Blame {
 
 impl Blame {
     /// `nft insert rule FAMILY TABLE CHAIN` for the base chain the packet entered by.
-    pub fn base_chain(&self) -> &str {
+    fn base_chain(&self) -> &str {
         self.via.first().unwrap_or(&self.chain)
+    }
+
+    /// The command that puts `rule` first in the base chain the packet entered by, ahead of
+    /// whatever this blames.
+    pub fn insert(&self, rule: &str) -> String {
+        format!(
+            "nft insert rule {} {} {} {rule}",
+            self.family,
+            self.table,
+            self.base_chain()
+        )
     }
 }
 
