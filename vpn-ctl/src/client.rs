@@ -245,6 +245,7 @@ mod tests {
             client_dns: vec![],
             internet: true,
             peers: vec![],
+            peers_listed: false,
         }
     }
 

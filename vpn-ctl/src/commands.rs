@@ -1,7 +1,7 @@
 //! What each command does: load the config, call the library, print the result.
 
 use std::{
-    io::{IsTerminal as _, Read as _},
+    io::{IsTerminal as _, Read as _, Write},
     path::Path,
 };
 
@@ -15,21 +15,25 @@ use crate::{
 };
 
 /// Runs a parsed command line.
+///
+/// Everything for the user goes to standard output through `out` with `write!`, never
+/// `println!` (which panics when the reader has gone): a closed pipe (`vpn-ctl status | head`)
+/// comes back as an error that [`is_broken_pipe`] recognises.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let out = &mut std::io::stdout();
     match cli.command {
         Command::Diag(args) => {
             let options = args.options()?;
-            let mut stdout = std::io::stdout();
-            let mut report = runtime.block_on(crate::diag::run(&options, &mut stdout))?;
+            let mut report = runtime.block_on(crate::diag::run(&options, out))?;
             report.firewall = firewall_of(&cli.config);
             if args.json {
-                serde_json::to_writer_pretty(&mut stdout, &report)?;
-                println!();
+                serde_json::to_writer_pretty(&mut *out, &report)?;
+                writeln!(out)?;
             } else {
-                print!("{}", crate::diag::view::render_report(&report));
+                write!(out, "{}", crate::diag::view::render_report(&report))?;
             }
         }
         Command::Up { backend } => {
@@ -40,9 +44,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let converged = runtime.block_on(converge(&config, &options))?;
             print_changes(
+                out,
                 &converged.changes,
                 "everything already matches the config; nothing changed",
-            );
+            )?;
             for warning in &converged.warnings {
                 log::warn!("{warning}");
             }
@@ -55,7 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 changes.extend(runtime.block_on(ike::down(&mut vici, &ike::UpOptions::default()))?);
             }
             changes.extend(firewall::down()?);
-            print_changes(&changes, "nothing to remove");
+            print_changes(out, &changes, "nothing to remove")?;
         }
         Command::Status { json } => {
             let config = config::load(&cli.config)?;
@@ -79,29 +84,29 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     "ike": ike_sas,
                     "firewall": firewall.as_ref().map_err(|e| format!("{e:#}")),
                 });
-                serde_json::to_writer_pretty(std::io::stdout(), &status)?;
-                println!();
+                serde_json::to_writer_pretty(&mut *out, &status)?;
+                writeln!(out)?;
             } else {
-                print!("{}", wireguard::render_status(&wireguard));
+                write!(out, "{}", wireguard::render_status(&wireguard))?;
                 if let Some(ipsec) = ipsec {
-                    print!("{ipsec}");
+                    write!(out, "{ipsec}")?;
                 }
                 if let Some(sas) = &ike_sas {
-                    print!("{}", render_ike(sas));
+                    write!(out, "{}", render_ike(sas))?;
                 } else if has_ike_sites(&config) {
-                    println!("IKE: charon is not running: `vpn-ctl up` starts it");
+                    writeln!(out, "IKE: charon is not running: `vpn-ctl up` starts it")?;
                 }
                 match &firewall {
                     Ok(findings) if config.router.firewall != config::FirewallMode::Off => {
-                        print!("{}", firewall::render(findings))
+                        write!(out, "{}", firewall::render(findings))?
                     }
                     Ok(_) => {}
-                    Err(e) => println!("firewall: cannot check it: {e:#}"),
+                    Err(e) => writeln!(out, "firewall: cannot check it: {e:#}")?,
                 }
             }
         }
-        Command::Genkey => println!("{}", Secret::generate_private().expose_base64()),
-        Command::Genpsk => println!("{}", Secret::generate_preshared().expose_base64()),
+        Command::Genkey => writeln!(out, "{}", Secret::generate_private().expose_base64())?,
+        Command::Genpsk => writeln!(out, "{}", Secret::generate_preshared().expose_base64())?,
         Command::Pubkey => {
             let mut text = String::new();
             std::io::stdin()
@@ -110,9 +115,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let key: Secret = text.parse().context(
                 "stdin does not hold a private key (e.g. `vpn-ctl genkey | vpn-ctl pubkey`)",
             )?;
-            println!("{}", key.public_key());
+            writeln!(out, "{}", key.public_key())?;
         }
-        Command::Peer { action } => peer_command(&cli.config, action)?,
+        Command::Peer { action } => peer_command(out, &cli.config, action)?,
         Command::Import { source } => {
             let imported = match &source {
                 ImportSource::Uci { file } => import::import_uci(file)?,
@@ -131,17 +136,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("--config must name a file")?
                 .to_string_lossy();
             let written = import::write(&imported, dir, &name)?;
-            println!("wrote {}", written.config.display());
+            writeln!(out, "wrote {}", written.config.display())?;
             for f in &written.key_files {
-                println!("wrote {} (mode 0600)", f.display());
+                writeln!(out, "wrote {} (mode 0600)", f.display())?;
             }
             for note in &written.notes {
-                println!("note: {note}");
+                writeln!(out, "note: {note}")?;
             }
             if let Some(problems) = &written.problems {
-                println!(
+                writeln!(
+                    out,
                     "the imported config needs fixing before `vpn-ctl up` accepts it:\n{problems}"
-                );
+                )?;
             }
         }
         Command::Watchdog { once, interval } => {
@@ -187,9 +193,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let text = crate::fritzbox::vpncfg(site, &ike.psk)?;
             match output {
-                None => print!("{text}"),
+                None => write!(out, "{text}")?,
                 Some(path) => {
-                    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+                    use std::os::unix::fs::OpenOptionsExt as _;
                     std::fs::OpenOptions::new()
                         .write(true)
                         .create(true)
@@ -214,7 +220,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn peer_command(config_path: &Path, action: PeerAction) -> anyhow::Result<()> {
+fn peer_command(
+    out: &mut impl Write,
+    config_path: &Path,
+    action: PeerAction,
+) -> anyhow::Result<()> {
     match action {
         PeerAction::Add {
             name,
@@ -242,10 +252,10 @@ fn peer_command(config_path: &Path, action: PeerAction) -> anyhow::Result<()> {
                 },
             )?;
             let text = client::render(&added.client);
-            print!("{text}");
+            write!(out, "{text}")?;
             if std::io::stdout().is_terminal() {
-                println!();
-                print!("{}", client::qr_terminal(&text)?);
+                writeln!(out)?;
+                write!(out, "{}", client::qr_terminal(&text)?)?;
             } else {
                 eprintln!("(no QR code: stdout is not a terminal; --qr-png FILE writes one)");
             }
@@ -293,6 +303,7 @@ pub async fn converge(
     config: &config::Config,
     options: &wireguard::UpOptions,
 ) -> anyhow::Result<Converged> {
+    refuse_damaged(config).await?;
     let mut changes = wireguard::up_with(config, options).await?.changes;
     changes.extend(ipsec_sites(config, xfrm::up)?);
     changes.extend(ike_up(config).await?);
@@ -301,6 +312,22 @@ pub async fn converge(
     let mut warnings = firewall.warnings;
     warnings.extend(firewall.findings.iter().map(|f| format!("firewall: {f}")));
     Ok(Converged { changes, warnings })
+}
+
+/// Refuses a config that looks cut short (see [`crate::guard`]) before anything is changed.
+async fn refuse_damaged(config: &config::Config) -> anyhow::Result<()> {
+    let nl = crate::link::Netlink::connect()?;
+    // What an empty config would remove is looked for everywhere; otherwise only the links.
+    let empty = config.wireguard.is_empty() && config.ipsec.is_empty();
+    let mut vici = if empty { running_charon().await } else { None };
+    let running = crate::guard::Running::observe(&nl, empty, vici.as_mut()).await;
+    crate::guard::check(config, &running, |link| {
+        Ok(
+            wireguard::observe(&link.name, wireguard::Backend::of(link))?
+                .peers
+                .len(),
+        )
+    })
 }
 
 fn has_ike_sites(config: &config::Config) -> bool {
@@ -390,13 +417,28 @@ fn firewall_of(path: &Path) -> Vec<firewall::Finding> {
     })
 }
 
-fn print_changes(changes: &[String], nothing: &str) {
+fn print_changes(out: &mut impl Write, changes: &[String], nothing: &str) -> std::io::Result<()> {
     if changes.is_empty() {
-        println!("{nothing}");
+        writeln!(out, "{nothing}")?;
     }
     for line in changes {
-        println!("{line}");
+        writeln!(out, "{line}")?;
     }
+    Ok(())
+}
+
+/// Whether `error` is standard output's reader having gone away (`vpn-ctl status | head`):
+/// the command then ends quietly, as `wg` and `ip` do, not with an error message.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|e| e.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Applies `step` (`xfrm::up` or `xfrm::down`) to the config's IPsec sites. Without sites it

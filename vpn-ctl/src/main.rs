@@ -17,6 +17,8 @@ fn main() -> ExitCode {
         .init();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`vpn-ctl status | head`): nothing to say.
+        Err(e) if commands::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

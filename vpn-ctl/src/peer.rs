@@ -909,6 +909,7 @@ public_endpoint = "home.example.org:51821"
                     route: true,
                 })
                 .collect(),
+            peers_listed: true,
         }
     }
 

@@ -421,6 +421,7 @@ fn watchdog_restores_flushed_static_sas() {
         wireguard: Vec::new(),
         ipsec: vec![branch.clone()],
         daemon: Default::default(),
+        unterminated_line: None,
     };
     let once = vpn_ctl::watchdog::Options {
         once: true,

@@ -61,8 +61,8 @@ pub(super) struct RawInterface {
     #[serde(default)]
     pub client_dns: Vec<Spanned<String>>,
     pub internet: Option<bool>,
-    #[serde(default)]
-    pub peers: Vec<Spanned<RawPeer>>,
+    /// `None` when the section has no `peers` at all (see `crate::guard`).
+    pub peers: Option<Vec<Spanned<RawPeer>>>,
 }
 
 /// `[[wireguard.NAME.peers]]`; its span is the table's header.
@@ -572,7 +572,7 @@ mod tests {
         assert_eq!(&text[iface.span()], "[wireguard.wg0]");
         let port = iface.get_ref().listen_port.as_ref().unwrap();
         assert_eq!((&text[port.span()], *port.get_ref()), ("51820", 51820));
-        let peer = &iface.get_ref().peers[0];
+        let peer = &iface.get_ref().peers.as_ref().unwrap()[0];
         assert_eq!(&text[peer.span()], "[[wireguard.wg0.peers]]");
         assert_eq!(
             &text[peer.get_ref().name.as_ref().unwrap().span()],

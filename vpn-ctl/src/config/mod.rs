@@ -73,7 +73,10 @@ pub fn load(path: &Path) -> Result<Config, Error> {
 /// against `path`'s directory and read from disk).
 pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
     let raw = file::parse(path, text)?;
-    validate::validate(path, text, raw)
+    let mut config = validate::validate(path, text, raw)?;
+    config.unterminated_line =
+        (!text.is_empty() && !text.ends_with('\n')).then(|| text.lines().count());
+    Ok(config)
 }
 
 /// The validated configuration.
@@ -88,6 +91,9 @@ pub struct Config {
     pub ipsec: Vec<ipsec::IpsecSite>,
     /// `[daemon]`, defaults when absent.
     pub daemon: Daemon,
+    /// The number of the file's last line when it does not end with a newline: a sign the
+    /// file may have been cut short (see [`crate::guard`]).
+    pub unterminated_line: Option<usize>,
 }
 
 impl Config {
@@ -204,6 +210,10 @@ pub struct WgInterface {
     /// default): the firewall then forwards their traffic to the WAN and masquerades it.
     pub internet: bool,
     pub peers: Vec<Peer>,
+    /// Whether the section names its peers (`[[wireguard.NAME.peers]]` tables, or an explicit
+    /// `peers = []`); an interface without either may be a file cut short (see
+    /// [`crate::guard`]).
+    pub peers_listed: bool,
 }
 
 impl WgInterface {

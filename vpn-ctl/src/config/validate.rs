@@ -85,6 +85,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
             wireguard,
             ipsec,
             daemon,
+            unterminated_line: None,
         })
     } else {
         let mut diagnostics = v.diagnostics;
@@ -405,8 +406,10 @@ impl Validator<'_> {
         };
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut claims = Claims::default();
+        let peers_listed = raw.peers.is_some();
         let peers: Vec<Peer> = raw
             .peers
+            .unwrap_or_default()
             .into_iter()
             .filter_map(|peer| self.peer(&context, &mut names, &mut claims, peer))
             .collect();
@@ -424,6 +427,7 @@ impl Validator<'_> {
             client_dns,
             internet: raw.internet.unwrap_or(true),
             peers,
+            peers_listed,
         })
     }
 

@@ -156,6 +156,18 @@ async fn up_interface(
         Endpoints::Reresolve { .. } => None,
     };
     let link = match nl.interface(name).await? {
+        Some(link) if !link.is_managed() && crate::creation::exists(name) => {
+            nl.mark_managed(&link).await?;
+            crate::creation::forget(name);
+            report.note(
+                name,
+                "adopted the link an interrupted `vpn-ctl up` was creating",
+            );
+            Interface {
+                alias: Some(MANAGED_ALIAS.to_string()),
+                ..link
+            }
+        }
         Some(link) if !link.is_managed() => bail!(
             "interface {name} exists but vpn-ctl did not create it (wg-quick, or by hand?); \
              vpn-ctl leaves it alone. Remove it (`wg-quick down {name}` or `ip link del {name}`) \
@@ -232,7 +244,7 @@ async fn remove_unconfigured(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     for link in nl.interfaces().await? {
-        if link.is_managed() && config.interface(&link.name).is_none() {
+        if is_ours(&link) && config.interface(&link.name).is_none() {
             delete_link(nl, &link).await?;
             report.note(&link.name, "deleted the link (no longer in the config)");
         }
@@ -247,7 +259,7 @@ pub async fn down(config: &Config) -> anyhow::Result<Report> {
     let mut report = Report::default();
     for iface in &config.wireguard {
         match nl.interface(&iface.name).await? {
-            Some(link) if link.is_managed() => {
+            Some(link) if is_ours(&link) => {
                 delete_link(&nl, &link).await?;
                 report.note(&iface.name, "deleted the link");
             }
@@ -255,14 +267,22 @@ pub async fn down(config: &Config) -> anyhow::Result<Report> {
             None => {}
         }
     }
+    // And vpn-ctl's links the config no longer names (an emptied config included).
+    remove_unconfigured(&nl, config, &mut report).await?;
     Ok(report)
+}
+
+/// Whether vpn-ctl created `link`: it carries the mark, or an interrupted `up` was creating
+/// it (see [`crate::creation`]).
+pub fn is_ours(link: &Interface) -> bool {
+    link.is_managed() || crate::creation::exists(&link.name)
 }
 
 /// `ip link del NAME`, after removing the peers in one message: deleting an interface that
 /// still has thousands of peers takes minutes in the kernel (TOOLCHAIN.md §5), replacing the
 /// peer list with nothing takes milliseconds (`wg set NAME` with the replace-peers flag).
 async fn delete_link(nl: &Netlink, link: &Interface) -> anyhow::Result<()> {
-    match Backend::of(link) {
+    let deleted = match Backend::of(link) {
         Backend::Kernel => {
             let name = interface_name(&link.name)?;
             DeviceUpdate::new()
@@ -272,7 +292,11 @@ async fn delete_link(nl: &Netlink, link: &Interface) -> anyhow::Result<()> {
             nl.delete(link).await
         }
         Backend::Userspace => crate::userspace::stop(&link.name),
+    };
+    if deleted.is_ok() {
+        crate::creation::forget(&link.name);
     }
+    deleted
 }
 
 fn resolve_backend(choice: BackendChoice) -> anyhow::Result<Backend> {
@@ -310,22 +334,35 @@ fn kernel_has_wireguard() -> bool {
             .is_ok_and(|s| s.success())
 }
 
+/// Creates the link `name`, recorded first (see [`crate::creation`]) so that an `up` killed
+/// before the link carries the mark leaves a link the next `up` adopts and `down` deletes.
 async fn create_link(nl: &Netlink, name: &str, backend: Backend) -> anyhow::Result<Interface> {
-    match backend {
+    let record = crate::creation::Record::begin(name)?;
+    let link = match backend {
         Backend::Kernel => nl.create_wireguard(name).await,
         Backend::Userspace => {
-            crate::userspace::start(name, None)?;
-            let link = nl
-                .interface(name)
-                .await?
-                .with_context(|| format!("the userspace device did not create {name}"))?;
-            nl.mark_managed(&link).await?;
-            Ok(Interface {
-                alias: Some(MANAGED_ALIAS.to_string()),
-                ..link
-            })
+            async {
+                crate::userspace::start(name, None)?;
+                let link = nl
+                    .interface(name)
+                    .await?
+                    .with_context(|| format!("the userspace device did not create {name}"))?;
+                nl.mark_managed(&link).await?;
+                Ok(Interface {
+                    alias: Some(MANAGED_ALIAS.to_string()),
+                    ..link
+                })
+            }
+            .await
         }
+    };
+    // Created and marked, or failed with the link removed again (`create_wireguard`) or never
+    // made: either way the record has done its work. A userspace device that started but could
+    // not be marked keeps its record, so the next `up` adopts it.
+    if link.is_ok() || nl.interface(name).await.is_ok_and(|l| l.is_none()) {
+        record.finish();
     }
+    link
 }
 
 /// The device the config asks for, with endpoint names resolved (DNS).

@@ -119,6 +119,13 @@ pub fn down(sites: &[IpsecSite]) -> anyhow::Result<Vec<String>> {
     apply(&xfrm, plan::plan_down(sites, &sas, &policies), "down")
 }
 
+/// How many SAs and policies of vpn-ctl's reqid range the kernel has (`down` would remove
+/// them all).
+pub fn owned_objects() -> anyhow::Result<usize> {
+    let xfrm = XfrmSocket::open()?;
+    Ok(plan::plan_down(&[], &xfrm.sas()?, &xfrm.policies()?).len())
+}
+
 fn apply(xfrm: &XfrmSocket, changes: Vec<Change>, command: &str) -> anyhow::Result<Vec<String>> {
     let mut done = Vec::new();
     let mut applied = Vec::new();
