@@ -492,7 +492,11 @@ fn host_net(addr: IpAddr) -> IpNet {
 /// and layout included, stays as it was.
 pub fn add_peer(doc: &mut DocumentMut, iface: &str, peer: &NewPeer) -> Result<()> {
     let table = interface_table(doc, iface)?;
-    if !table.contains_key("peers") {
+    // No peers yet: none at all, or `peers = []` (no peers on purpose, see `crate::guard`).
+    let no_peers = table
+        .get("peers")
+        .is_none_or(|p| p.as_array().is_some_and(|a| a.is_empty()));
+    if no_peers {
         table.insert("peers", Item::ArrayOfTables(ArrayOfTables::new()));
     }
     let peers = peers_of(table, iface)?;
@@ -551,7 +555,9 @@ pub fn remove_peer(doc: &mut DocumentMut, iface: &str, name: &str) -> Result<()>
     };
     peers.remove(index);
     if peers.is_empty() {
-        table.remove("peers");
+        // The last one: say "no peers" in the file, so `up` removes it from the device (an
+        // interface without `peers` at all reads as a file cut short, see `crate::guard`).
+        table.insert("peers", value(Array::new()));
     }
     Ok(())
 }
@@ -1018,8 +1024,13 @@ public_endpoint = "home.example.org:51821"
         let table = peer_table("wg1", "site", &key, "\"10.9.0.2/32\"");
         let expected = format!("{CONFIG}{table}\n# trailing comment\n");
         assert_eq!(doc.to_string(), expected);
+        // Without its last peer the interface says so (`peers = []`), so that `up` removes the
+        // peer rather than refusing a file that looks cut short; a new peer replaces it.
         remove_peer(&mut doc, "wg1", "site").unwrap();
-        assert_eq!(doc.to_string(), text);
+        let no_peers = format!("{CONFIG}peers = []\n\n# trailing comment\n");
+        assert_eq!(doc.to_string(), no_peers);
+        add_peer(&mut doc, "wg1", &peer).unwrap();
+        assert_eq!(doc.to_string(), expected);
     }
 
     #[test]
@@ -1048,7 +1059,7 @@ public_endpoint = "home.example.org:51821"
         remove_peer(&mut doc, "wg0", "alice").unwrap();
         let start = CONFIG.find("\n# Alice's phone").unwrap();
         let end = CONFIG.find("# fixed\n").unwrap() + "# fixed\n".len();
-        let expected = format!("{}{}", &CONFIG[..start], &CONFIG[end..]);
+        let expected = format!("{}peers = []\n{}", &CONFIG[..start], &CONFIG[end..]);
         assert_eq!(doc.to_string(), expected);
     }
 
