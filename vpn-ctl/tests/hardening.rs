@@ -19,7 +19,7 @@ use std::{
 mod cli;
 
 use cli::{VPN_CTL, stdout, vpn_ctl};
-use vpn_ctl_tests::{Netns, run, unique_name};
+use vpn_ctl_tests::{Netns, kernel::Feature, run, unique_name};
 
 /// A namespace and a directory with a key and a config for one interface with `peers` peers.
 struct Router {
@@ -123,6 +123,27 @@ impl Router {
             })
             .unwrap_or_default();
         assert!(records.is_empty(), "creation records left: {records:?}");
+        let tables = self
+            .ns
+            .command("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
+        let tables = String::from_utf8_lossy(&tables.stdout);
+        assert!(!tables.contains("vpn_ctl"), "nftables table left: {tables}");
+        for object in ["state", "policy"] {
+            let listed = self
+                .ns
+                .command("ip")
+                .args(["xfrm", object, "list"])
+                .output()
+                .unwrap();
+            assert!(
+                listed.stdout.is_empty(),
+                "XFRM {object} left: {}",
+                String::from_utf8_lossy(&listed.stdout)
+            );
+        }
     }
 }
 
@@ -299,6 +320,26 @@ fn up_killed_at_any_point_leaves_nothing_stranded() {
     const PEERS: usize = 400;
     let router = Router::new(PEERS);
     let full = router.config.clone();
+    // The firewall openings too, and a static IPsec site where the kernel has ESP (the guest).
+    let mut config = format!(
+        "[router]\nfirewall = \"manage\"\n\n{}",
+        router.config_text(PEERS)
+    );
+    if Feature::Esp.available() {
+        for name in ["site-out.key", "site-in.key"] {
+            let path = router.dir.path().join(name);
+            fs::write(&path, format!("{}\n", "5a".repeat(36))).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        config.push_str(
+            "\n[ipsec.office]\nkeying = \"static\"\nlocal_gateway = \"198.51.100.1\"\n\
+             remote_gateway = \"203.0.113.1\"\nlocal_subnets = [\"192.168.2.0/24\"]\n\
+             remote_subnets = [\"192.168.3.0/24\"]\nesp = \"aes256gcm16\"\n\
+             spi_out = 0x1001\nspi_in = 0x1002\nkey_out_file = \"site-out.key\"\n\
+             key_in_file = \"site-in.key\"\n",
+        );
+    }
+    fs::write(&router.config, config).unwrap();
     let mut killed_while_running = 0;
     let mut adopted = 0;
     for step in 0..24 {
