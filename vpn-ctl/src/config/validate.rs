@@ -27,10 +27,11 @@ use super::{
         ProposalError, ProposalFor, SecretBytes, StaticAead, StaticKeying, WEAK_ALGORITHMS,
     },
 };
-use crate::key::{PublicKey, Secret};
+use crate::{
+    key::{PublicKey, Secret},
+    link,
+};
 
-/// Linux's `IFNAMSIZ` less the terminating NUL.
-const IFNAME_MAX: usize = 15;
 /// The smallest MTU of an interface with an IPv6 address (RFC 8200 §5).
 const MTU_MIN_IPV6: i64 = 1280;
 /// The smallest MTU for IPv4 hosts (RFC 791's 576-byte datagram).
@@ -241,7 +242,7 @@ impl Validator<'_> {
         let wan_problem = raw
             .wan
             .as_ref()
-            .and_then(|wan| Some((wan.span(), ifname_problem(wan.get_ref())?)));
+            .and_then(|wan| Some((wan.span(), link::name_problem(wan.get_ref())?)));
         if let Some((span, problem)) = wan_problem {
             self.error(
                 span,
@@ -344,12 +345,14 @@ impl Validator<'_> {
     ) -> Option<WgInterface> {
         let header = raw.span();
         let raw = raw.into_inner();
-        if let Some(problem) = ifname_problem(name.get_ref()) {
+        if let Some(problem) = link::name_problem(name.get_ref()) {
             self.error(
                 name.span(),
                 format!("interface name {problem}"),
-                "choose a name of at most 15 bytes without '/', ':' or spaces (iproute2's \
-                 rules), e.g. [wireguard.wg0]",
+                format!(
+                    "choose a name of {}, e.g. [wireguard.wg0]",
+                    link::NAME_RULES
+                ),
             );
         }
         let name = name.into_inner();
@@ -2168,27 +2171,6 @@ fn first_host(net: &IpNet) -> IpAddr {
     }
 }
 
-/// Why `name` cannot be a Linux interface name (iproute2's `check_ifname`, and the kernel's
-/// `dev_valid_name`), as the end of a sentence about it.
-fn ifname_problem(name: &str) -> Option<String> {
-    if name.is_empty() {
-        return Some("is empty".to_string());
-    }
-    if name.len() > IFNAME_MAX {
-        return Some(format!(
-            "{name:?} is {} bytes long; Linux allows at most {IFNAME_MAX}",
-            name.len()
-        ));
-    }
-    if name == "." || name == ".." {
-        return Some(format!("{name:?} is not allowed"));
-    }
-    // C's isspace(), as iproute2 uses.
-    name.chars()
-        .find(|c| matches!(c, '/' | ':' | ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r'))
-        .map(|c| format!("{name:?} contains {c:?}"))
-}
-
 /// `path` as a shell word, for commands in help texts.
 fn shell_quote(path: &Path) -> String {
     let s = path.display().to_string();
@@ -2462,8 +2444,10 @@ fwmark = 0
     #[test]
     fn interface_names_follow_iproute2() {
         let fx = Fixture::new();
-        let help = "help: choose a name of at most 15 bytes without '/', ':' or spaces \
-                    (iproute2's rules), e.g. [wireguard.wg0]";
+        let help = format!(
+            "help: choose a name of {}, e.g. [wireguard.wg0]",
+            link::NAME_RULES
+        );
         for (header, column, problem) in [
             (
                 "[wireguard.wireguard-home10]",
@@ -2475,6 +2459,9 @@ fwmark = 0
             ("[wireguard.\"wg:0\"]", 12, r#""wg:0" contains ':'"#),
             ("[wireguard.'..']", 12, r#"".." is not allowed"#),
             ("[wireguard.\"\"]", 12, "is empty"),
+            // It would read as an option of `vpn-ctl userspace-device NAME`.
+            ("[wireguard.-h]", 12, r#""-h" starts with '-'"#),
+            ("[wireguard.\"wg\\u0000\"]", 12, r#""wg\0" contains '\0'"#),
         ] {
             assert_eq!(
                 fx.error(&format!("{header}\nprivate_key_file = \"wg0.key\"\n")),
@@ -2493,6 +2480,11 @@ fwmark = 0
             fx.error("[router]\nwan = \"eth 0\"\n"),
             "DIR/vpn.toml:2:7: wan \"eth 0\" contains ' '\n  help: give the WAN port's name \
              as `ip link` shows it, e.g. wan = \"eth0\""
+        );
+        assert_eq!(
+            fx.error("[router]\nwan = \"-eth0\"\n"),
+            "DIR/vpn.toml:2:7: wan \"-eth0\" starts with '-'\n  help: give the WAN port's \
+             name as `ip link` shows it, e.g. wan = \"eth0\""
         );
     }
 

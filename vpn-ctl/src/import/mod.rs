@@ -149,6 +149,15 @@ pub fn write(imported: &Imported, out_dir: &Path, config_name: &str) -> anyhow::
              vpn.toml, and the directory separately"
         );
     }
+    // Interface names name the key files (`NAME.key`): `.` would write `..key`.
+    for iface in &imported.interfaces {
+        if let Some(problem) = crate::link::name_problem(&iface.name) {
+            anyhow::bail!(
+                "interface name {problem}: nothing was written; give the interface a name of {}",
+                crate::link::NAME_RULES
+            );
+        }
+    }
     let plan = Plan::new(imported);
     let config = out_dir.join(config_name);
 
@@ -480,14 +489,6 @@ fn check_host(host: &str) -> Result<(), String> {
     } else {
         Err(format!("{host:?} is not an IP address or a DNS name"))
     }
-}
-
-/// Whether `name` can name a Linux network interface, by wg-quick's rule.
-fn is_interface_name(name: &str) -> bool {
-    (1..=15).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_=+.-".contains(c))
 }
 
 /// Allowed IPs as wg(8) keeps them: host bits cleared (`10.8.0.5/24` is `10.8.0.0/24`).
@@ -872,6 +873,18 @@ addresses = [\"10.9.0.1/24\"]
     }
 
     #[test]
+    fn write_refuses_an_interface_name_that_is_not_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [".", "-wg0", "wg/0"] {
+            let mut imported = sample();
+            imported.interfaces[1].name = bad.to_string();
+            let err = write(&imported, dir.path(), "vpn.toml").unwrap_err();
+            assert!(err.to_string().starts_with("interface name "), "{err}");
+            assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn write_refuses_a_config_name_with_a_directory() {
         let dir = tempfile::tempdir().unwrap();
         let err = write(&sample(), dir.path(), "sub/vpn.toml").unwrap_err();
@@ -941,8 +954,5 @@ addresses = [\"10.9.0.1/24\"]
         assert!(check_host("vpn.example.org").is_ok());
         assert!(check_host("2001:db8::1").is_ok());
         assert!(check_host("your_publicIP_or name").is_err());
-        assert!(is_interface_name("wg0"));
-        assert!(!is_interface_name("a-name-longer-than-15"));
-        assert!(!is_interface_name("wg/0"));
     }
 }

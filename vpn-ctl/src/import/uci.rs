@@ -32,6 +32,7 @@ use super::{
 use crate::{
     config::{Diagnostic, Endpoint},
     key::{PublicKey, Secret},
+    link,
 };
 
 /// Reads OpenWrt's network configuration (normally `/etc/config/network`) and returns its
@@ -618,15 +619,15 @@ fn interface(
     notes: &mut Vec<String>,
 ) -> Option<ImportedInterface> {
     let before = problems.diagnostics.len();
-    if !super::is_interface_name(&name.text) {
+    if let Some(problem) = link::name_problem(&name.text) {
         problems.push(
             name.line,
             name.column,
-            format!(
-                "{:?} cannot name a network interface: at most 15 characters",
-                name.text
-            ),
-            Some("rename the section (and its wireguard_NAME peer sections)"),
+            format!("interface name {problem}"),
+            Some(&format!(
+                "rename the section (and its wireguard_NAME peer sections): use {}",
+                link::NAME_RULES
+            )),
         );
     }
     let mut r = Reader { section, problems };

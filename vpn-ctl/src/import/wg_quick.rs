@@ -30,25 +30,29 @@ use anyhow::{Context as _, bail};
 
 use super::{
     Error, Format, Imported, ImportedInterface, ImportedPeer, KEY_HELP, Problems, allowed_ip,
-    check_duplicate_peers, check_host, is_interface_name, parse_fwmark, parse_keepalive, parse_net,
-    parse_port, settle_peer_names,
+    check_duplicate_peers, check_host, parse_fwmark, parse_keepalive, parse_net, parse_port,
+    settle_peer_names,
 };
 use crate::{
     config::Endpoint,
     key::{PublicKey, Secret},
+    link,
 };
 
 /// Reads a wg-quick file. The interface is called `name`, or after the file (`wg0.conf`
 /// is `wg0`).
 pub fn import_wg_quick(path: &Path, name: Option<&str>) -> anyhow::Result<Imported> {
-    let name = match name {
-        Some(name) => name.to_string(),
+    let (name, from) = match name {
+        Some(name) => (name.to_string(), "--name".to_string()),
         None => match path
             .file_name()
             .and_then(|f| f.to_str())
             .and_then(|f| f.strip_suffix(".conf"))
         {
-            Some(stem) => stem.to_string(),
+            Some(stem) => (
+                stem.to_string(),
+                format!("the file name {}", path.display()),
+            ),
             None => bail!(
                 "cannot take an interface name from {}: wg-quick files are called NAME.conf\n  \
                  help: give the interface's name explicitly",
@@ -56,11 +60,12 @@ pub fn import_wg_quick(path: &Path, name: Option<&str>) -> anyhow::Result<Import
             ),
         },
     };
-    if !is_interface_name(&name) {
+    // The name also names the key file (`NAME.key`): `--name .` would write `..key`.
+    if let Some(problem) = link::name_problem(&name) {
         bail!(
-            "{name:?} cannot name a network interface: 1 to 15 letters, digits and _=+.- \
-             (from {})\n  help: give the interface another name explicitly",
-            path.display()
+            "interface name {problem} (from {from})\n  help: give the interface a name of {} \
+             with --name",
+            link::NAME_RULES
         );
     }
     let text =
@@ -742,7 +747,28 @@ Foo = bar
         );
         let err = import_wg_quick(&file, Some("a-name-longer-than-15")).unwrap_err();
         assert!(
-            err.to_string().contains("cannot name a network interface"),
+            err.to_string().starts_with(
+                "interface name \"a-name-longer-than-15\" is 21 bytes long; Linux allows at \
+                 most 15 (from --name)\n  help: give the interface a name of 1 to 15 bytes"
+            ),
+            "{err}"
+        );
+        for bad in [".", "..", "-wg0", "wg/0"] {
+            let err = import_wg_quick(&file, Some(bad)).unwrap_err();
+            assert!(
+                err.to_string().starts_with("interface name ")
+                    && err.to_string().contains("(from --name)"),
+                "{bad:?}: {err}"
+            );
+        }
+        let dotted = dir.path().join("..conf");
+        std::fs::write(&dotted, format!("[Interface]\nPrivateKey = {PRIVATE}\n")).unwrap();
+        let err = import_wg_quick(&dotted, None).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "interface name \".\" is not allowed (from the file name {})",
+                dotted.display()
+            )),
             "{err}"
         );
 
