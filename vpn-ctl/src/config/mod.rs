@@ -57,6 +57,7 @@ use ipnet::IpNet;
 
 pub(crate) use error::write_diagnostics;
 pub use error::{Diagnostic, Error};
+pub use validate::{PEER_NAME_MAX, peer_name_problem};
 
 use crate::key::{PublicKey, Secret};
 

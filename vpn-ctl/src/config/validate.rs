@@ -40,6 +40,8 @@ const MTU_MIN_IPV4: i64 = 576;
 const KEY_FILE_READ_MAX: u64 = 256;
 /// A pre-shared key file is a line of text; one this long is something else.
 const PSK_FILE_READ_MAX: u64 = 1024;
+/// The longest peer name, in characters.
+pub const PEER_NAME_MAX: usize = 64;
 /// The longest IPsec site name (it names the strongSwan connection and the FRITZ!Box's).
 const SITE_NAME_MAX: usize = 32;
 /// SPIs 1-255 are reserved by IANA (RFC 4303 §2.1); 0 means "no SA".
@@ -759,7 +761,16 @@ impl Validator<'_> {
             }
             Some(name) => {
                 let line = self.line(&name.span());
-                if let Some(first) = names.get(name.get_ref()) {
+                if let Some(problem) = peer_name_problem(name.get_ref()) {
+                    self.error(
+                        name.span(),
+                        format!("peer name {problem}"),
+                        format!(
+                            "use at most {PEER_NAME_MAX} characters, without control \
+                             characters or Unicode direction controls, e.g. name = \"phone\""
+                        ),
+                    );
+                } else if let Some(first) = names.get(name.get_ref()) {
                     self.error(
                         name.span(),
                         format!(
@@ -2097,6 +2108,40 @@ fn hex_key(bytes: &[u8]) -> Result<Vec<u8>, String> {
         .collect())
 }
 
+/// Why `name` cannot be a peer's name, as the end of a sentence about it ("peer name
+/// {problem}"); `None` when it can. The configuration and `vpn-ctl peer add` both check names
+/// with it. A name is shown in `status`, logs and metric labels, so it holds no control
+/// characters (a NUL, a terminal escape sequence), no Unicode direction controls (they make
+/// a name display as another, as in "Trojan Source", CVE-2021-42574), and at most
+/// [`PEER_NAME_MAX`] characters.
+pub fn peer_name_problem(name: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        return Some("is empty".to_string());
+    }
+    let length = name.chars().count();
+    if length > PEER_NAME_MAX {
+        let start: String = name.chars().take(20).collect();
+        return Some(format!(
+            "{start:?}... is {length} characters long; the most is {PEER_NAME_MAX}"
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Some(format!("{name:?} contains the control character {c:?}"));
+    }
+    name.chars().find(|c| is_direction_control(*c)).map(|c| {
+        format!(
+            "{name:?} contains {c:?}, a Unicode direction control (it makes text display in \
+             another order than it is written)"
+        )
+    })
+}
+
+/// The Unicode bidirectional formatting characters: the embeddings and overrides (U+202A-
+/// U+202E), the isolates (U+2066-U+2069) and the marks (U+200E, U+200F, U+061C).
+fn is_direction_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{61c}')
+}
+
 /// Why `name` cannot be an IPsec site's name, as the end of a sentence about it.
 fn site_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
@@ -2739,6 +2784,65 @@ name = \" \"
              [[wireguard.wg1.peers]]\nname = \"phone\"\npublic_key = \"<laptop>\"\n"
         ))
         .unwrap();
+    }
+
+    #[test]
+    fn peer_names_have_no_control_or_direction_characters_and_64_characters_at_most() {
+        let fx = Fixture::new();
+        let help = "help: use at most 64 characters, without control characters or Unicode \
+                    direction controls, e.g. name = \"phone\"";
+        let long = "x".repeat(65);
+        for (name, problem) in [
+            (
+                r"pho\u0000ne",
+                r#""pho\0ne" contains the control character '\0'"#,
+            ),
+            (
+                r"\u001b[2Jphone",
+                r#""\u{1b}[2Jphone" contains the control character '\u{1b}'"#,
+            ),
+            (
+                r"phone\n",
+                r#""phone\n" contains the control character '\n'"#,
+            ),
+            (
+                r"phone\u202Egnp.exe",
+                r#""phone\u{202e}gnp.exe" contains '\u{202e}', a Unicode direction control (it makes text display in another order than it is written)"#,
+            ),
+            (
+                r"\u2067admin",
+                r#""\u{2067}admin" contains '\u{2067}', a Unicode direction control (it makes text display in another order than it is written)"#,
+            ),
+            (
+                r"a\u200Fb",
+                r#""a\u{200f}b" contains '\u{200f}', a Unicode direction control (it makes text display in another order than it is written)"#,
+            ),
+            (
+                long.as_str(),
+                r#""xxxxxxxxxxxxxxxxxxxx"... is 65 characters long; the most is 64"#,
+            ),
+        ] {
+            assert_eq!(
+                fx.error(&format!(
+                    "{WG0}[[wireguard.wg0.peers]]\nname = \"{name}\"\npublic_key = \"<phone>\"\n"
+                )),
+                format!("DIR/vpn.toml:6:8: peer name {problem}\n  {help}"),
+                "{name:?}"
+            );
+        }
+        // 64 characters, and letters of any script, are fine.
+        for name in [
+            "x".repeat(64),
+            "Annas Händy ☎".to_string(),
+            "שלום".to_string(),
+        ] {
+            let config = fx
+                .parse(&format!(
+                    "{WG0}[[wireguard.wg0.peers]]\nname = \"{name}\"\npublic_key = \"<phone>\"\n"
+                ))
+                .unwrap();
+            assert_eq!(config.wireguard[0].peers[0].name, name);
+        }
     }
 
     /// A peer of wg0 at line 5 with `allowed` as its allowed IPs (line 7).
