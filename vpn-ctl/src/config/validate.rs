@@ -109,8 +109,8 @@ struct Validator<'a> {
     /// Byte offsets of the text's newlines, so that a line number costs a binary search
     /// (a 10,000-peer file asks for one per peer).
     newlines: Vec<usize>,
-    /// The WireGuard interfaces' subnets, with the interface's name.
-    wg_subnets: Vec<(IpNet, String)>,
+    /// The WireGuard interfaces' subnets, with the interface's name and the line.
+    wg_subnets: Vec<(IpNet, String, usize)>,
     /// IPsec sites' remote subnets so far: a network is reachable through one tunnel only.
     remote_subnets: Vec<SubnetClaim>,
     /// SPIs of static sites so far: value, whose ("site office's spi_out"), line.
@@ -378,13 +378,13 @@ impl Validator<'_> {
             .listen_port
             .as_ref()
             .and_then(|port| self.listen_port(&name, port));
-        let addresses: Vec<IpNet> = raw
+        let addresses: Vec<(IpNet, Range<usize>)> = raw
             .addresses
             .iter()
-            .filter_map(|address| self.interface_address(&name, address))
+            .filter_map(|address| Some((self.interface_address(&name, address)?, address.span())))
             .collect();
-        self.wg_subnets
-            .extend(addresses.iter().map(|a| (a.trunc(), name.clone())));
+        self.claim_wg_subnets(&name, &addresses);
+        let addresses: Vec<IpNet> = addresses.into_iter().map(|(a, _)| a).collect();
         let mtu = raw
             .mtu
             .as_ref()
@@ -460,6 +460,26 @@ impl Validator<'_> {
                 ),
             );
         }
+        let key = key.filter(|key| {
+            if key.is_zero() {
+                let message = match kind {
+                    KeyKind::Private => "an all-zero key, which is no private key at all",
+                    KeyKind::Preshared => {
+                        "an all-zero preshared key, which WireGuard treats as none"
+                    }
+                };
+                self.error(
+                    value.span(),
+                    format!("{} holds {message}", file.path.display()),
+                    format!(
+                        "write a new key with `{} > {}`",
+                        kind.generate(),
+                        shell_quote(&file.path)
+                    ),
+                );
+            }
+            !key.is_zero()
+        });
         if !self.owner_only(value, &file) {
             return None;
         }
@@ -585,6 +605,32 @@ impl Validator<'_> {
         );
     }
 
+    /// Records the subnets of `iface`'s addresses, and reports one that overlaps another
+    /// interface's: the kernel would send those addresses out of one of the two only.
+    fn claim_wg_subnets(&mut self, iface: &str, addresses: &[(IpNet, Range<usize>)]) {
+        for (address, span) in addresses {
+            let subnet = address.trunc();
+            let other = self
+                .wg_subnets
+                .iter()
+                .find(|(s, owner, _)| owner != iface && (s.contains(&subnet) || subnet.contains(s)))
+                .cloned();
+            if let Some((other, owner, line)) = other {
+                self.error(
+                    span.clone(),
+                    format!("{address} of {iface} overlaps {owner}'s subnet {other} (line {line})"),
+                    format!(
+                        "the kernel routes each address out of one interface only, so one of \
+                         the two would silently lose it: give {iface} and {owner} separate \
+                         subnets"
+                    ),
+                );
+            }
+            let line = self.line(span);
+            self.wg_subnets.push((subnet, iface.to_string(), line));
+        }
+    }
+
     /// An interface's own address: an address with its subnet's prefix length.
     fn interface_address(&mut self, iface: &str, value: &Spanned<String>) -> Option<IpNet> {
         let text = value.get_ref().trim();
@@ -607,6 +653,20 @@ impl Validator<'_> {
             self.error(value.span(), message, help);
             return None;
         };
+        if net.prefix_len() == 0 {
+            let example = IpNet::new(net.addr(), if net.addr().is_ipv4() { 24 } else { 64 })
+                .expect("a valid prefix length");
+            self.error(
+                value.span(),
+                format!(
+                    "address {net} of {iface} has prefix length 0: its subnet would be every {} \
+                     address",
+                    family(&net.addr())
+                ),
+                format!("give the prefix length of {iface}'s subnet, e.g. \"{example}\""),
+            );
+            return None;
+        }
         // /31, /32, /127 and /128 have no network or broadcast address to avoid.
         if net.prefix_len() + 1 < net.max_prefix_len() {
             let first_host = match net.network() {
@@ -892,6 +952,18 @@ impl Validator<'_> {
             );
             return None;
         };
+        if key.has_small_order() {
+            self.error(
+                value.span(),
+                format!(
+                    "the public_key of {label} is a point of small order, not a usable key: \
+                     every handshake with it would fail"
+                ),
+                "Diffie-Hellman with it gives all zeros, which WireGuard refuses; use the \
+                 public key of the peer's own private key (`wg pubkey` on the peer)",
+            );
+            return None;
+        }
         let line = self.line(&value.span());
         if iface.public_key.as_ref() == Some(&key) {
             self.error(
@@ -1280,7 +1352,7 @@ impl Validator<'_> {
             let wg = self
                 .wg_subnets
                 .iter()
-                .find(|(s, _)| overlaps(s, net))
+                .find(|(s, ..)| overlaps(s, net))
                 .cloned();
             let claim = self
                 .remote_subnets
@@ -1302,7 +1374,7 @@ impl Validator<'_> {
                      which side an address is on: renumber one of the two LANs"
                         .to_string(),
                 ))
-            } else if let Some((w, iface)) = wg {
+            } else if let Some((w, iface, _)) = wg {
                 Some((
                     format!("remote subnet {net} overlaps {iface}'s subnet {w}"),
                     format!(
@@ -2613,6 +2685,47 @@ fwmark = 0
     }
 
     #[test]
+    fn all_zero_private_and_preshared_keys_are_refused() {
+        let fx = Fixture::new();
+        let zero = format!("{}=\n", "A".repeat(43));
+        write(&fx.path("wg0.key"), &zero, 0o600);
+        write(&fx.path("phone.psk"), &zero, 0o600);
+        assert_eq!(
+            fx.error(&format!(
+                "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npreshared_key_file = \"phone.psk\"\npublic_key = \"<phone>\"\n"
+            )),
+            "DIR/vpn.toml:2:20: DIR/wg0.key holds an all-zero key, which is no private key at \
+             all\n  help: write a new key with `vpn-ctl genkey > DIR/wg0.key`\n\
+             DIR/vpn.toml:7:22: DIR/phone.psk holds an all-zero preshared key, which WireGuard \
+             treats as none\n  help: write a new key with `vpn-ctl genpsk > DIR/phone.psk`\n\
+             2 problems; nothing was applied"
+        );
+    }
+
+    #[test]
+    fn small_order_public_keys_are_refused() {
+        let fx = Fixture::new();
+        // All zeros, 1, an order-8 point and p - 1 (libsodium's list).
+        for key in [
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "4Ot6fDtBuK4WVuP68Z/EatoJjeucMrH9hmIFFl9JuAA=",
+            "7P///////////////////////////////////////38=",
+        ] {
+            assert_eq!(
+                fx.error(&format!(
+                    "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npublic_key = \"{key}\"\n"
+                )),
+                "DIR/vpn.toml:7:14: the public_key of peer \"phone\" is a point of small order, \
+                 not a usable key: every handshake with it would fail\n  help: Diffie-Hellman \
+                 with it gives all zeros, which WireGuard refuses; use the public key of the \
+                 peer's own private key (`wg pubkey` on the peer)",
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
     fn key_file_others_may_read_is_refused() {
         let fx = Fixture::new();
         for mode in [0o644, 0o640, 0o604, 0o620, 0o601] {
@@ -2974,6 +3087,55 @@ public_key = \"<laptop>\"
              \"fd08::1/64\"\n\
              5 problems; nothing was applied"
         );
+    }
+
+    #[test]
+    fn interface_addresses_with_prefix_length_0_are_refused() {
+        let fx = Fixture::new();
+        assert_eq!(
+            fx.error(
+                "[wireguard.wg0]\nprivate_key_file = \"wg0.key\"\naddresses = [\"10.8.0.1/0\", \
+                 \"fd08::1/0\"]\n"
+            ),
+            "DIR/vpn.toml:3:14: address 10.8.0.1/0 of wg0 has prefix length 0: its subnet \
+             would be every IPv4 address\n  help: give the prefix length of wg0's subnet, e.g. \
+             \"10.8.0.1/24\"\n\
+             DIR/vpn.toml:3:28: address fd08::1/0 of wg0 has prefix length 0: its subnet would \
+             be every IPv6 address\n  help: give the prefix length of wg0's subnet, e.g. \
+             \"fd08::1/64\"\n\
+             2 problems; nothing was applied"
+        );
+    }
+
+    #[test]
+    fn two_interfaces_with_overlapping_subnets_are_refused() {
+        let fx = Fixture::new();
+        let wg1 = |addresses: &str| {
+            format!(
+                "{WG0}\n[wireguard.wg1]\nprivate_key_file = \"wg1.key\"\nlisten_port = 51821\n\
+                 addresses = {addresses}\n"
+            )
+        };
+        assert_eq!(
+            fx.error(&wg1(r#"["10.8.0.2/24", "fd08:1::1/64", "10.0.0.1/8"]"#)),
+            "DIR/vpn.toml:9:14: 10.8.0.2/24 of wg1 overlaps wg0's subnet 10.8.0.0/24 (line 4)\n  \
+             help: the kernel routes each address out of one interface only, so one of the two \
+             would silently lose it: give wg1 and wg0 separate subnets\n\
+             DIR/vpn.toml:9:45: 10.0.0.1/8 of wg1 overlaps wg0's subnet 10.8.0.0/24 (line 4)\n  \
+             help: the kernel routes each address out of one interface only, so one of the two \
+             would silently lose it: give wg1 and wg0 separate subnets\n\
+             2 problems; nothing was applied"
+        );
+        // Neighbouring subnets, and two addresses of one interface in one subnet, are fine.
+        fx.parse(&wg1(r#"["10.8.1.1/24", "fd09::1/64"]"#)).unwrap();
+        fx.parse(
+            &format!("{WG0}addresses = [\"10.8.0.1/24\", \"10.8.0.2/24\"]\n").replacen(
+                "addresses = [\"10.8.0.1/24\", \"fd08::1/64\"]\n",
+                "",
+                1,
+            ),
+        )
+        .unwrap();
     }
 
     #[test]
