@@ -90,6 +90,16 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Whether an interface called `name` exists in the calling thread's network namespace (`ip
+/// link show NAME` succeeds): one `if_nametoindex(3)`, no netlink connection.
+pub fn exists(name: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated string that outlives the call.
+    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+}
+
 /// An XDP program attached to an interface (`ip link show` prints `prog/xdp id N`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct XdpAttachment {
@@ -315,6 +325,13 @@ fn xdp_attachment(attrs: &[LinkXdp]) -> Option<XdpAttachment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_exists_and_a_made_up_name_does_not() {
+        assert!(exists("lo"));
+        assert!(!exists("vpnctl-nonesuch"));
+        assert!(!exists("lo\0"));
+    }
 
     #[test]
     fn interface_names_follow_iproute2_and_do_not_start_with_a_dash() {

@@ -404,6 +404,7 @@ fn ikev1_aggressive_with_a_fritzbox_like_peer_carries_lan_to_lan_traffic() {
         wireguard: Vec::new(),
         ipsec: vec![watched.clone()],
         daemon: Default::default(),
+        warnings: Vec::new(),
     };
     let watchdog_options = vpn_ctl::watchdog::Options {
         once: true,

@@ -421,6 +421,7 @@ fn watchdog_restores_flushed_static_sas() {
         wireguard: Vec::new(),
         ipsec: vec![branch.clone()],
         daemon: Default::default(),
+        warnings: Vec::new(),
     };
     let once = vpn_ctl::watchdog::Options {
         once: true,

@@ -89,6 +89,9 @@ pub struct Config {
     pub ipsec: Vec<ipsec::IpsecSite>,
     /// `[daemon]`, defaults when absent.
     pub daemon: Daemon,
+    /// What is accepted but may not be meant (a peer whose allowed IPs cover the LAN), for
+    /// `up` and the daemon to print as warnings.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Config {

@@ -60,6 +60,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
             _ => PathBuf::from("."),
         },
         diagnostics: Vec::new(),
+        warnings: Vec::new(),
+        lan: Vec::new(),
         ports: Vec::new(),
         public_keys: HashMap::new(),
         newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
@@ -68,6 +70,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
         spis: Vec::new(),
     };
     let router = v.router(raw.router.unwrap_or_default());
+    v.lan.clone_from(&router.lan);
     let mut interfaces: Vec<_> = raw.wireguard.unwrap_or_default().into_iter().collect();
     interfaces.sort_by_key(|(name, _)| name.span().start);
     let wireguard: Vec<WgInterface> = interfaces
@@ -81,6 +84,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
         .filter_map(|(name, site)| v.site(name, site, &router.lan))
         .collect();
     let daemon = v.daemon(raw.daemon.unwrap_or_default(), &router);
+    v.warnings.sort_by_key(|d| (d.line, d.column));
     if v.diagnostics.is_empty() {
         Ok(Config {
             path: path.to_path_buf(),
@@ -88,6 +92,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
             wireguard,
             ipsec,
             daemon,
+            warnings: v.warnings,
         })
     } else {
         let mut diagnostics = v.diagnostics;
@@ -102,6 +107,10 @@ struct Validator<'a> {
     /// Where relative key file paths start.
     dir: PathBuf,
     diagnostics: Vec<Diagnostic>,
+    /// What is accepted but may not be meant; sorted like the diagnostics.
+    warnings: Vec<Diagnostic>,
+    /// `[router] lan`.
+    lan: Vec<IpNet>,
     /// Listen ports seen so far: port, interface, line.
     ports: Vec<(u16, String, usize)>,
     /// Peers' public keys seen so far, on every interface: who has it, and the line.
@@ -232,6 +241,12 @@ impl KeyKind {
 impl Validator<'_> {
     fn error(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<String>) {
         self.diagnostics.push(Diagnostic::at(
+            self.path, self.text, span.start, message, help,
+        ));
+    }
+
+    fn warning(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<String>) {
+        self.warnings.push(Diagnostic::at(
             self.path, self.text, span.start, message, help,
         ));
     }
@@ -874,6 +889,7 @@ impl Validator<'_> {
                 continue;
             };
             self.allowed_ip(iface, &label, claims, value.span(), net);
+            self.covers_the_lan(iface, &label, value.span(), net);
             allowed_ips.push(net);
             own_claims.push(Claim {
                 net,
@@ -987,6 +1003,32 @@ impl Validator<'_> {
                 .insert(key.clone(), (format!("{label} of {iface_name}"), line));
         }
         Some(key)
+    }
+
+    /// Warns when the allowed IP `net` of a peer is or contains a network of `[router] lan`:
+    /// right for a site-to-site link that reaches the LAN through the peer, and otherwise a
+    /// peer that may send from LAN addresses, and a route for them into the tunnel.
+    fn covers_the_lan(
+        &mut self,
+        iface: &InterfaceContext,
+        label: &str,
+        span: Range<usize>,
+        net: IpNet,
+    ) {
+        let Some(lan) = self.lan.iter().find(|lan| net.contains(*lan)).copied() else {
+            return;
+        };
+        let iface_name = &iface.name;
+        let what = if net == lan { "is" } else { "contains" };
+        self.warning(
+            span,
+            format!("allowed IP {net} of {label} {what} this router's LAN {lan} ([router] lan)"),
+            format!(
+                "the peer may then send from LAN addresses, and with route = true {net} is \
+                 routed into {iface_name}: right if the LAN is meant to be reached through this \
+                 peer (site-to-site), otherwise list only the peer's own addresses"
+            ),
+        );
     }
 
     /// The allowed IP `net` of a peer against the interface's subnets and the other peers.
@@ -2956,6 +2998,48 @@ name = \" \"
                 .unwrap();
             assert_eq!(config.wireguard[0].peers[0].name, name);
         }
+    }
+
+    #[test]
+    fn allowed_ips_that_cover_the_lan_are_accepted_with_a_warning() {
+        let fx = Fixture::new();
+        let text = format!(
+            "[router]\nlan = [\"192.168.1.0/24\", \"fd00:1::/64\"]\n{}",
+            peer_with(r#"["10.8.0.2/32", "192.168.1.0/24", "fd00::/16", "192.168.2.0/24"]"#)
+        );
+        let config = fx.parse(&text).unwrap();
+        let warnings: Vec<String> = config
+            .warnings
+            .iter()
+            .map(|w| {
+                w.to_string()
+                    .replace(fx.dir.path().to_str().unwrap(), "DIR")
+            })
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "DIR/vpn.toml:9:31: allowed IP 192.168.1.0/24 of peer \"phone\" is this router's \
+                 LAN 192.168.1.0/24 ([router] lan)\n  help: the peer may then send from LAN \
+                 addresses, and with route = true 192.168.1.0/24 is routed into wg0: right if \
+                 the LAN is meant to be reached through this peer (site-to-site), otherwise \
+                 list only the peer's own addresses",
+                "DIR/vpn.toml:9:49: allowed IP fd00::/16 of peer \"phone\" contains this \
+                 router's LAN fd00:1::/64 ([router] lan)\n  help: the peer may then send from \
+                 LAN addresses, and with route = true fd00::/16 is routed into wg0: right if the \
+                 LAN is meant to be reached through this peer (site-to-site), otherwise list \
+                 only the peer's own addresses",
+            ]
+        );
+        // The peer is there all the same.
+        assert_eq!(config.wireguard[0].peers[0].allowed_ips.len(), 4);
+        // Without a [router] lan, nothing to say.
+        assert!(
+            fx.parse(&peer_with(r#"["0.0.0.0/0"]"#))
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
     }
 
     /// A peer of wg0 at line 5 with `allowed` as its allowed IPs (line 7).
