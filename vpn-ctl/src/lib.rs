@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod diag;
+pub mod files;
 pub mod firewall;
 pub mod fritzbox;
 pub mod ike;

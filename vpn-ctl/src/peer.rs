@@ -696,14 +696,9 @@ fn all_peer_names(config: &Config) -> String {
     }
 }
 
+/// The configuration's text as [`config::load`] reads it: a FIFO is refused, not waited on.
 fn read_config(path: &Path) -> Result<String> {
-    fs::read_to_string(path).with_context(|| {
-        format!(
-            "cannot read the configuration {}: check the path (--config) and that you may \
-             read it",
-            path.display()
-        )
-    })
+    Ok(config::read(path)?)
 }
 
 /// The directory key files are written to and resolved against.
@@ -1272,6 +1267,29 @@ public_endpoint = "home.example.org:51821"
         assert!(err.contains("[wireguard.wg0] in"), "{err}");
         assert!(err.contains("has no public_endpoint"), "{err}");
         assert_eq!(fs::read_to_string(&path).unwrap(), no_endpoint);
+    }
+
+    #[test]
+    fn a_configuration_that_is_a_fifo_is_refused_at_once() {
+        use crate::files::tests::{mkfifo, within_5_seconds};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vpn.toml");
+        mkfifo(&path);
+        let errors = within_5_seconds(move || {
+            let errors = [
+                add(&path, &request("bob")).unwrap_err().to_string(),
+                remove(&path, None, "bob").unwrap_err().to_string(),
+            ];
+            drop(dir);
+            errors
+        });
+        for err in errors {
+            assert!(
+                err.contains("cannot read the configuration: it is a FIFO, not a regular file"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

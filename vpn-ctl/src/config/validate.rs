@@ -6,7 +6,6 @@
 
 use std::{
     collections::HashMap,
-    fs::File,
     io::Read as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     ops::Range,
@@ -28,6 +27,7 @@ use super::{
     },
 };
 use crate::{
+    files,
     key::{PublicKey, Secret},
     link,
 };
@@ -524,7 +524,7 @@ impl Validator<'_> {
         let path = self.dir.join(value.get_ref());
         let shown = shell_quote(&path);
         let mut bytes = Vec::new();
-        let read = File::open(&path).and_then(|mut file| {
+        let read = files::open_regular(&path).and_then(|mut file| {
             file.by_ref().take(limit).read_to_end(&mut bytes)?;
             file.metadata()
         });
@@ -546,6 +546,11 @@ impl Validator<'_> {
                         "run vpn-ctl as root: key files are readable by their owner only"
                             .to_string()
                     }
+                    _ if files::NotRegular::of(&e).is_some() => format!(
+                        "{field} must name a regular file that holds {}: vpn-ctl does not read \
+                         FIFOs or devices (one could block it forever)",
+                        kind.holds
+                    ),
                     _ => format!(
                         "{field} must name a readable file that holds {}",
                         kind.holds
@@ -2331,7 +2336,7 @@ fn first_host(net: &IpNet) -> IpAddr {
 }
 
 /// `path` as a shell word, for commands in help texts.
-fn shell_quote(path: &Path) -> String {
+pub(super) fn shell_quote(path: &Path) -> String {
     let s = path.display().to_string();
     if !s.is_empty()
         && s.chars()
@@ -2808,8 +2813,37 @@ fwmark = 0
         fs::create_dir(fx.path("keys")).unwrap();
         assert_eq!(
             fx.error("[wireguard.wg0]\nprivate_key_file = \"keys\"\n"),
-            "DIR/vpn.toml:2:20: cannot read DIR/keys: Is a directory (os error 21)\n  \
-             help: private_key_file must name a readable file that holds one key"
+            "DIR/vpn.toml:2:20: cannot read DIR/keys: it is a directory, not a regular file\n  \
+             help: private_key_file must name a regular file that holds one key: vpn-ctl does \
+             not read FIFOs or devices (one could block it forever)"
+        );
+    }
+
+    /// Opening a FIFO for reading waits for a writer: `up` hung there.
+    #[test]
+    fn key_files_that_are_fifos_are_refused_at_once() {
+        let fx = Fixture::new();
+        fs::remove_file(fx.path("wg0.key")).unwrap();
+        fs::remove_file(fx.path("phone.psk")).unwrap();
+        files::tests::mkfifo(&fx.path("wg0.key"));
+        files::tests::mkfifo(&fx.path("phone.psk"));
+        let text = format!(
+            "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npreshared_key_file = \"phone.psk\"\npublic_key = \"<phone>\"\n"
+        );
+        let (fx, error) = files::tests::within_5_seconds(move || {
+            let error = fx.error(&text);
+            (fx, error)
+        });
+        drop(fx);
+        assert_eq!(
+            error,
+            "DIR/vpn.toml:2:20: cannot read DIR/wg0.key: it is a FIFO, not a regular file\n  \
+             help: private_key_file must name a regular file that holds one key: vpn-ctl does \
+             not read FIFOs or devices (one could block it forever)\n\
+             DIR/vpn.toml:7:22: cannot read DIR/phone.psk: it is a FIFO, not a regular file\n  \
+             help: preshared_key_file must name a regular file that holds one key: vpn-ctl does \
+             not read FIFOs or devices (one could block it forever)\n\
+             2 problems; nothing was applied"
         );
     }
 

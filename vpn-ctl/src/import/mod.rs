@@ -410,6 +410,22 @@ impl<'a> Problems<'a> {
     }
 }
 
+/// The largest source file an import reads; a router's network configuration is far smaller.
+const READ_MAX: u64 = 16 << 20;
+
+/// The text of the source file `path`: a regular file (a FIFO is refused, not waited on) of
+/// UTF-8 text.
+fn read_source(path: &Path) -> anyhow::Result<String> {
+    let bytes = crate::files::read_regular(path, READ_MAX)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    crate::config::decode_text(path, bytes).map_err(|d| {
+        Error {
+            diagnostics: vec![d],
+        }
+        .into()
+    })
+}
+
 /// What to write about a key that does not parse.
 const KEY_HELP: &str = "copy the key again from its source; `wg show` prints the public keys \
                         in use, and `wg pubkey` computes one from a private key";
@@ -882,6 +898,47 @@ addresses = [\"10.9.0.1/24\"]
             assert!(err.to_string().starts_with("interface name "), "{err}");
             assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn sources_that_are_fifos_are_refused_at_once_and_bad_bytes_pointed_at() {
+        use crate::files::tests::{mkfifo, within_5_seconds};
+
+        let dir = tempfile::tempdir().unwrap();
+        let (network, conf) = (dir.path().join("network"), dir.path().join("wg0.conf"));
+        mkfifo(&network);
+        mkfifo(&conf);
+        let (network, conf, errors) = within_5_seconds(move || {
+            let errors = [
+                format!("{:#}", import_uci(&network).unwrap_err()),
+                format!("{:#}", import_wg_quick(&conf, None).unwrap_err()),
+            ];
+            (network, conf, errors)
+        });
+        assert_eq!(
+            errors,
+            [
+                format!(
+                    "cannot read {}: it is a FIFO, not a regular file",
+                    network.display()
+                ),
+                format!(
+                    "cannot read {}: it is a FIFO, not a regular file",
+                    conf.display()
+                ),
+            ]
+        );
+
+        fs::remove_file(&conf).unwrap();
+        fs::write(&conf, b"[Interface]\n# M\xfcller\n").unwrap();
+        let err = import_wg_quick(&conf, None).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}:2:4: not UTF-8 text: byte 0xfc\n",
+                conf.display()
+            )),
+            "{err}"
+        );
     }
 
     #[test]

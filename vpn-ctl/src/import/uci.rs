@@ -23,8 +23,6 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
-
 use super::{
     Error, Format, Imported, ImportedInterface, ImportedPeer, KEY_HELP, Problems,
     check_duplicate_peers, parse_fwmark, parse_keepalive, parse_net, parse_port, settle_peer_names,
@@ -38,8 +36,7 @@ use crate::{
 /// Reads OpenWrt's network configuration (normally `/etc/config/network`) and returns its
 /// WireGuard interfaces and peers, with a note for every other section and option.
 pub fn import_uci(path: &Path) -> anyhow::Result<Imported> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = super::read_source(path)?;
     Ok(from_text(path, &text)?)
 }
 

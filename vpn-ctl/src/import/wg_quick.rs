@@ -26,7 +26,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use super::{
     Error, Format, Imported, ImportedInterface, ImportedPeer, KEY_HELP, Problems, allowed_ip,
@@ -68,8 +68,7 @@ pub fn import_wg_quick(path: &Path, name: Option<&str>) -> anyhow::Result<Import
             link::NAME_RULES
         );
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = super::read_source(path)?;
     Ok(from_text(path, &name, &text)?)
 }
 
