@@ -23,6 +23,11 @@
 //! not carried over: DNS (wg-quick points this machine's resolver at it; vpn-ctl does not
 //! touch the router's DNS), other Table values, Pre/PostUp and Pre/PostDown commands,
 //! `SaveConfig = true`, and keys wg-quick does not know.
+//!
+//! Keys are never shown: not in notes (values of settings named like secrets are redacted),
+//! not in errors (a line that starts with PrivateKey or PresharedKey but is not `Field = KEY`,
+//! such as `PresharedKey: KEY`, is refused without being quoted), and whatever is quoted of a
+//! line has its key-like runs of base64 redacted.
 
 use std::path::Path;
 
@@ -132,13 +137,15 @@ impl Entry<'_> {
         self.value.split_whitespace().collect()
     }
 
-    /// The line, for notes; values of keys that may be secret are left out.
+    /// The line, for notes; values of keys that may be secret are left out, and so is
+    /// anything that looks like a key ([`redact_keys`]).
     fn quoted(&self) -> String {
         let lower = self.key.to_ascii_lowercase();
+        let key = redact_keys(self.key);
         if lower.contains("key") || lower.contains("psk") || lower.contains("password") {
-            format!("`{} = (redacted)`", self.key)
+            format!("`{key} = (redacted)`")
         } else {
-            format!("`{} = {}`", self.key, self.value)
+            format!("`{key} = {}`", redact_keys(self.value))
         }
     }
 }
@@ -209,7 +216,7 @@ impl<'f> Parser<'f> {
                         self.problems.push(
                             line,
                             column(trimmed),
-                            format!("unknown section {trimmed}"),
+                            format!("unknown section {}", redact_keys(trimmed)),
                             Some("wg-quick files have [Interface] and [Peer] sections only"),
                         );
                         Section::Unknown
@@ -217,14 +224,37 @@ impl<'f> Parser<'f> {
                 };
                 continue;
             }
-            let Some((key, value)) = trimmed.split_once('=') else {
-                self.problems.push(
-                    line,
-                    column(trimmed),
-                    format!("expected `Key = Value`, found {trimmed:?}"),
-                    Some("comment the line out with # if it is not a setting"),
-                );
-                continue;
+            // A line that starts with a secret field's name is shown in no message unless it
+            // is exactly `Field = value`: `PresharedKey: KEY` or `PresharedKey KEY=` would
+            // otherwise split at the key's `=` padding and show the key.
+            let (key, value) = match (trimmed.split_once('='), secret_field(trimmed)) {
+                (Some((key, value)), Some(field)) if key.trim().eq_ignore_ascii_case(field) => {
+                    (key, value)
+                }
+                (_, Some(field)) => {
+                    self.problems.push(
+                        line,
+                        column(trimmed),
+                        format!(
+                            "this {field} line is not `{field} = KEY` (it is not shown: it may \
+                             hold a key)"
+                        ),
+                        Some(&format!(
+                            "write it as `{field} = ` followed by the key, as wg(8) reads it"
+                        )),
+                    );
+                    continue;
+                }
+                (Some((key, value)), None) => (key, value),
+                (None, None) => {
+                    self.problems.push(
+                        line,
+                        column(trimmed),
+                        format!("expected `Key = Value`, found {:?}", redact_keys(trimmed)),
+                        Some("comment the line out with # if it is not a setting"),
+                    );
+                    continue;
+                }
             };
             let value = value.trim();
             let entry = Entry {
@@ -241,7 +271,7 @@ impl<'f> Parser<'f> {
                 Section::Nothing => self.problems.push(
                     line,
                     1,
-                    format!("{} before the first section", entry.key),
+                    format!("{} before the first section", redact_keys(entry.key)),
                     Some("put it under [Interface] or [Peer]"),
                 ),
                 Section::Interface => self.interface_entry(&entry),
@@ -489,6 +519,60 @@ impl<'f> Parser<'f> {
     }
 }
 
+/// The settings whose values are secret keys.
+const SECRET_FIELDS: [&str; 2] = ["PrivateKey", "PresharedKey"];
+
+/// The secret field `line` starts with, in any case and however spaced or punctuated
+/// (`PrivateKey:`, `Private Key`, `private_key`), if any.
+fn secret_field(line: &str) -> Option<&'static str> {
+    let letters: String = line
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take("presharedkey".len())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    SECRET_FIELDS
+        .into_iter()
+        .find(|field| letters.starts_with(&field.to_ascii_lowercase()))
+}
+
+/// The shortest run of base64 characters [`redact_keys`] hides; a key is 43 of them and `=`.
+const KEY_LIKE_RUN: usize = 40;
+
+/// `text` with every run of [`KEY_LIKE_RUN`] or more base64 characters (and the `=` padding
+/// after it) replaced by "(redacted)": what a message shows of a line never shows a key, even
+/// from a line no rule expected.
+fn redact_keys(text: &str) -> std::borrow::Cow<'_, str> {
+    let base64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    let mut out = String::new();
+    let mut shown = 0;
+    let mut rest = text.char_indices().peekable();
+    while let Some((start, c)) = rest.next() {
+        if !base64(c) {
+            continue;
+        }
+        let mut end = start + 1;
+        while let Some(&(i, c)) = rest.peek().filter(|(_, c)| base64(*c)) {
+            end = i + c.len_utf8();
+            rest.next();
+        }
+        if end - start >= KEY_LIKE_RUN {
+            while let Some(&(i, _)) = rest.peek().filter(|(_, c)| *c == '=') {
+                end = i + 1;
+                rest.next();
+            }
+            out.push_str(&text[shown..start]);
+            out.push_str("(redacted)");
+            shown = end;
+        }
+    }
+    if shown == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[shown..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// A peer's name from a comment line above its `[Peer]`: `# phone`, `# Name = phone`, and
 /// the forms generators write: `### begin phone ###` (PiVPN), `### Client phone`
 /// (wireguard-install). `None` for a commented-out setting (`# Endpoint = ...`) or the
@@ -520,6 +604,8 @@ fn name_from_comment(comment: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     const PRIVATE: &str = "YAnz6N7eLtwMXw9JOuZUy0ohmrhCoQeZQXbaMFoc6mE=";
@@ -650,6 +736,100 @@ persistentkeepalive = off
             ]
         );
         assert_eq!(imported.interfaces[0].peers[0].name, "peer1");
+    }
+
+    /// A key on a line that is not `Field = KEY` was split at its `=` padding, and the note
+    /// about the "unknown setting" showed the whole key, on the terminal and in the header
+    /// comment of the written vpn.toml.
+    #[test]
+    fn malformed_secret_lines_never_show_the_key() {
+        let fresh = || Secret::generate_preshared().expose_base64();
+        let forms: [(&str, fn(&str) -> String); 10] = [
+            ("[Peer]", |k| format!("PresharedKey {k}")),
+            ("[Peer]", |k| format!("PresharedKey: {k}")),
+            ("[Peer]", |k| format!("presharedkey\t{k}")),
+            ("[Peer]", |k| format!("Preshared Key = {k}")),
+            ("[Peer]", |k| format!("PresharedKey{k}")),
+            ("[Interface]", |k| format!("PrivateKey: {k}")),
+            ("[Interface]", |k| format!("PrivateKey {k}")),
+            ("[Interface]", |k| format!("private_key = {k}")),
+            ("[Tunnel]", |k| format!("PrivateKey {k}")),
+            ("", |k| format!("PrivateKey: {k}")),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (i, (section, form)) in forms.iter().enumerate() {
+            let key = fresh();
+            let line = form(&key);
+            let text = format!(
+                "[Interface]\nPrivateKey = {PRIVATE}\n[Peer]\nPublicKey = {PHONE}\n\
+                 {section}\n{line}\n"
+            );
+            let text = if section.is_empty() {
+                format!("{line}\n{text}")
+            } else {
+                text
+            };
+            let file = dir.path().join(format!("wg{i}.conf"));
+            fs::write(&file, &text).unwrap();
+            let mut shown = String::new();
+            match import_wg_quick(&file, None) {
+                Ok(imported) => {
+                    shown.push_str(&imported.notes.join("\n"));
+                    let out = dir.path().join(format!("out{i}"));
+                    match crate::import::write(&imported, &out, "vpn.toml") {
+                        Ok(written) => {
+                            shown.push_str(&fs::read_to_string(written.config).unwrap());
+                        }
+                        Err(e) => shown.push_str(&format!("{e:#}")),
+                    }
+                }
+                Err(e) => shown.push_str(&format!("{e:#}")),
+            }
+            for part in [&key[..], &key[..20], &key[23..43], &key[24..]] {
+                assert!(!shown.contains(part), "{line:?} shows {part:?}:\n{shown}");
+            }
+        }
+        // Each is refused (wg-quick refuses them too), and the message names the field.
+        let err = from_text(
+            path(),
+            "wg0",
+            &format!("[Interface]\nPrivateKey = {PRIVATE}\n[Peer]\nPublicKey = {PHONE}\nPresharedKey: {PSK}\n"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/wireguard/wg0.conf:5:1: this PresharedKey line is not `PresharedKey = KEY` (it \
+             is not shown: it may hold a key)\n  help: write it as `PresharedKey = ` followed \
+             by the key, as wg(8) reads it"
+        );
+    }
+
+    #[test]
+    fn what_is_shown_of_a_line_never_holds_a_key_like_run() {
+        assert_eq!(redact_keys("PostUp = echo hi"), "PostUp = echo hi");
+        assert_eq!(
+            redact_keys(&format!("Jc {PSK} and {PHONE}x")),
+            "Jc (redacted) and (redacted)x"
+        );
+        // 39 base64 characters are not a key; hyphens and dots break runs.
+        let short = "a".repeat(39);
+        assert_eq!(redact_keys(&short), short);
+        let script = "/usr/local/lib/wireguard-scripts/post-up.d/firewall.sh";
+        assert_eq!(redact_keys(script), script);
+        // A key in a malformed line, an unknown setting or a script is not shown.
+        let bare = &PHONE[..43];
+        let text = format!("[Interface]\nPrivateKey = {PRIVATE}\n{bare} garbage\n");
+        let err = from_text(path(), "wg0", &text).unwrap_err().to_string();
+        assert!(err.contains("found \"(redacted) garbage\""), "{err}");
+        let text =
+            format!("[Interface]\nPrivateKey = {PRIVATE}\nPostUp = echo {PSK}\n{PHONE} garbage\n");
+        let notes = from_text(path(), "wg0", &text).unwrap().notes.join("\n");
+        assert!(notes.contains("`PostUp = echo (redacted)`"), "{notes}");
+        assert!(notes.contains("`(redacted) = garbage`"), "{notes}");
+        assert!(
+            !notes.contains(&PSK[..20]) && !notes.contains(&PHONE[..20]),
+            "{notes}"
+        );
     }
 
     #[test]
