@@ -355,7 +355,7 @@ mod tests {
             ("a b", r#""a b" contains ' '"#),
             ("wg:0", r#""wg:0" contains ':'"#),
             ("wg\t0", r#""wg\t0" contains '\t'"#),
-            ("wg\00", r#""wg\00" contains '\0'"#),
+            ("wg\0x", r#""wg\0x" contains '\0'"#),
             ("wg\u{1b}0", r#""wg\u{1b}0" contains '\u{1b}'"#),
             ("-h", r#""-h" starts with '-'"#),
             ("--help", r#""--help" starts with '-'"#),

@@ -744,22 +744,23 @@ persistentkeepalive = off
     #[test]
     fn malformed_secret_lines_never_show_the_key() {
         let fresh = || Secret::generate_preshared().expose_base64();
-        let forms: [(&str, fn(&str) -> String); 10] = [
-            ("[Peer]", |k| format!("PresharedKey {k}")),
-            ("[Peer]", |k| format!("PresharedKey: {k}")),
-            ("[Peer]", |k| format!("presharedkey\t{k}")),
-            ("[Peer]", |k| format!("Preshared Key = {k}")),
-            ("[Peer]", |k| format!("PresharedKey{k}")),
-            ("[Interface]", |k| format!("PrivateKey: {k}")),
-            ("[Interface]", |k| format!("PrivateKey {k}")),
-            ("[Interface]", |k| format!("private_key = {k}")),
-            ("[Tunnel]", |k| format!("PrivateKey {k}")),
-            ("", |k| format!("PrivateKey: {k}")),
+        // Where the key goes: KEY.
+        let forms = [
+            ("[Peer]", "PresharedKey KEY"),
+            ("[Peer]", "PresharedKey: KEY"),
+            ("[Peer]", "presharedkey\tKEY"),
+            ("[Peer]", "Preshared Key = KEY"),
+            ("[Peer]", "PresharedKeyKEY"),
+            ("[Interface]", "PrivateKey: KEY"),
+            ("[Interface]", "PrivateKey KEY"),
+            ("[Interface]", "private_key = KEY"),
+            ("[Tunnel]", "PrivateKey KEY"),
+            ("", "PrivateKey: KEY"),
         ];
         let dir = tempfile::tempdir().unwrap();
         for (i, (section, form)) in forms.iter().enumerate() {
             let key = fresh();
-            let line = form(&key);
+            let line = form.replace("KEY", &key);
             let text = format!(
                 "[Interface]\nPrivateKey = {PRIVATE}\n[Peer]\nPublicKey = {PHONE}\n\
                  {section}\n{line}\n"
