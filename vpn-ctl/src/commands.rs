@@ -289,8 +289,9 @@ fn peer_command(
     Ok(())
 }
 
-/// What a converge did: one line per change, and what still stands in the tunnels' way
-/// (the firewall's findings), for the caller to print or log.
+/// What a converge did: one line per change, and warnings: what the configuration accepts
+/// but may not mean, and what still stands in the tunnels' way (a missing WAN port, the
+/// firewall's findings), for the caller to print or log.
 #[derive(Debug, Default)]
 pub struct Converged {
     pub changes: Vec<String>,
@@ -304,12 +305,13 @@ pub async fn converge(
     options: &wireguard::UpOptions,
 ) -> anyhow::Result<Converged> {
     refuse_damaged(config).await?;
+    let mut warnings = config_warnings(config, crate::link::exists);
     let mut changes = wireguard::up_with(config, options).await?.changes;
     changes.extend(ipsec_sites(config, xfrm::up)?);
     changes.extend(ike_up(config).await?);
     let firewall = firewall::up(config)?;
     changes.extend(firewall.changes);
-    let mut warnings = firewall.warnings;
+    warnings.extend(firewall.warnings);
     warnings.extend(firewall.findings.iter().map(|f| format!("firewall: {f}")));
     Ok(Converged { changes, warnings })
 }
@@ -328,6 +330,31 @@ async fn refuse_damaged(config: &config::Config) -> anyhow::Result<()> {
                 .len(),
         )
     })
+}
+
+/// What the configuration accepts but may not mean ([`config::Config::warnings`]), and a
+/// `[router] wan` that is not an interface here, which configuration checks cannot see.
+/// `link_exists` is [`crate::link::exists`] except in tests.
+fn config_warnings(config: &config::Config, link_exists: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    if let Some(wan) = config.router.wan.as_deref().filter(|wan| !link_exists(wan)) {
+        let missing = config::Diagnostic {
+            file: config.path.clone(),
+            line: 0,
+            column: 0,
+            message: format!(
+                "[router] wan = {wan:?}, but this machine has no interface {wan} (`ip link` \
+                 does not list it)"
+            ),
+            help: Some(
+                "the firewall openings and XDP counters for the WAN port match nothing until \
+                 it exists: give the WAN port's name as `ip link` shows it, e.g. wan = \"eth0\""
+                    .to_string(),
+            ),
+        };
+        warnings.push(missing.to_string());
+    }
+    warnings
 }
 
 fn has_ike_sites(config: &config::Config) -> bool {
@@ -454,5 +481,44 @@ fn ipsec_sites(
             Ok(Vec::new())
         }
         r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_warns_about_a_wan_port_that_does_not_exist_and_about_the_config_s_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vpn.toml");
+        let config = config::parse(&path, "[router]\nwan = \"eth9\"\n").unwrap();
+        assert_eq!(
+            config_warnings(&config, |name| name == "eth9"),
+            [] as [String; 0]
+        );
+        assert_eq!(
+            config_warnings(&config, |_| false),
+            [format!(
+                "{}: [router] wan = \"eth9\", but this machine has no interface eth9 (`ip link` \
+                 does not list it)\n  help: the firewall openings and XDP counters for the WAN \
+                 port match nothing until it exists: give the WAN port's name as `ip link` shows \
+                 it, e.g. wan = \"eth0\"",
+                path.display()
+            )]
+        );
+
+        let mut config = config::parse(&path, "").unwrap();
+        config.warnings.push(config::Diagnostic {
+            file: path.clone(),
+            line: 3,
+            column: 7,
+            message: "odd".to_string(),
+            help: Some("fix it".to_string()),
+        });
+        assert_eq!(
+            config_warnings(&config, |_| false),
+            [format!("{}:3:7: odd\n  help: fix it", path.display())]
+        );
     }
 }

@@ -80,7 +80,7 @@ fn remove(path: &PathBuf) {
 
 /// `DIR/NETNS-NAME`, NETNS being the inode of the calling thread's network namespace.
 fn path(name: &str) -> anyhow::Result<PathBuf> {
-    crate::userspace::validate_name(name)?;
+    crate::link::check_name(name)?;
     let netns = fs::metadata("/proc/thread-self/ns/net")
         .context("could not identify this network namespace (/proc/thread-self/ns/net)")?
         .ino();

@@ -44,6 +44,20 @@ impl PublicKey {
         Key(self.0).to_base64()
     }
 
+    /// Whether this is a point of small order (on Curve25519 or its twist): Diffie-Hellman
+    /// with it gives all zeros whatever the private key, which WireGuard refuses, so a peer
+    /// with such a key can never complete a handshake. An all-zero key is one of them.
+    ///
+    /// Decided as the WireGuard kernel module decides it (an all-zero X25519 output), rather
+    /// than by a list of encodings such as libsodium's: X25519 of a clamped scalar (a multiple
+    /// of the cofactor 8, smaller than the large prime orders) and the point is zero exactly
+    /// for the points of small order, in every encoding (the top bit ignored, values of p and
+    /// more reduced). Any clamped scalar will do; this one is fixed.
+    pub fn has_small_order(&self) -> bool {
+        const SCALAR: [u8; 32] = [0x55; 32];
+        x25519_dalek::x25519(SCALAR, self.0) == [0; 32]
+    }
+
     pub(crate) fn to_wg(&self) -> Key {
         Key(self.0)
     }
@@ -90,6 +104,12 @@ impl Secret {
     /// The public key of this private key (Curve25519), as `wg pubkey` computes it.
     pub fn public_key(&self) -> PublicKey {
         PublicKey(Key(self.0).get_public().0)
+    }
+
+    /// Whether all 32 bytes are zero: as a private key that is no key at all (wg(8) shows
+    /// it as "(none)"), and as a preshared key the same as none.
+    pub fn is_zero(&self) -> bool {
+        self.0.iter().fold(0, |any, b| any | b) == 0
     }
 
     /// The base64 form, for writing a key file or a client config.
@@ -171,6 +191,46 @@ mod tests {
             private.public_key().as_bytes().to_vec(),
             hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
         );
+    }
+
+    /// libsodium's list of small-order encodings (`has_small_order` in x25519_ref10.c), and
+    /// the same with the top bit set, which X25519 ignores.
+    #[test]
+    fn small_order_public_keys_are_recognised_in_every_listed_encoding() {
+        let listed = [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ];
+        for encoding in listed {
+            let mut bytes: [u8; 32] = hex(encoding).try_into().unwrap();
+            assert!(PublicKey(bytes).has_small_order(), "{encoding}");
+            bytes[31] |= 0x80;
+            assert!(
+                PublicKey(bytes).has_small_order(),
+                "{encoding} with the top bit"
+            );
+        }
+        for _ in 0..100 {
+            let key = Secret::generate_private().public_key();
+            assert!(!key.has_small_order(), "{key}");
+        }
+        // RFC 7748 §6.1: Bob's public key.
+        let bob = hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+        assert!(!PublicKey(bob.try_into().unwrap()).has_small_order());
+    }
+
+    #[test]
+    fn only_the_all_zero_secret_is_zero() {
+        assert!(Secret([0; 32]).is_zero());
+        let mut almost = [0; 32];
+        almost[31] = 1;
+        assert!(!Secret(almost).is_zero());
+        assert!(!Secret::generate_preshared().is_zero());
     }
 
     fn hex(s: &str) -> Vec<u8> {

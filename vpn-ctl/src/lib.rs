@@ -10,6 +10,7 @@ pub mod config;
 pub mod creation;
 pub mod daemon;
 pub mod diag;
+pub mod files;
 pub mod firewall;
 pub mod fritzbox;
 pub mod guard;

@@ -43,6 +43,63 @@ impl Interface {
     }
 }
 
+/// Linux's `IFNAMSIZ` less the terminating NUL: the longest interface name, in bytes.
+pub const NAME_MAX: usize = 15;
+
+/// What an interface name may be, for help texts.
+pub const NAME_RULES: &str = "1 to 15 bytes, not `.` or `..`, not starting with '-', without \
+                              '/', ':', whitespace or control characters";
+
+/// Why `name` cannot name a network interface, as the end of a sentence about it
+/// ("interface name {problem}"); `None` when it can. Every interface name vpn-ctl takes (the
+/// config's, `import`'s, the userspace device's) goes through this one check.
+///
+/// The rules are iproute2's `check_ifname` and the kernel's `dev_valid_name`: 1 to
+/// [`NAME_MAX`] bytes, not `.` or `..`, no `/`, `:` or whitespace. vpn-ctl adds two: no
+/// leading `-`, since the name is an argument of `vpn-ctl userspace-device NAME` and would
+/// read as an option there, and no control characters (a NUL would end the C string; the
+/// others garble logs). The name also names files (`NAME.key`, the UAPI socket `NAME.sock`):
+/// these rules keep it a plain file name.
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("is empty".to_string());
+    }
+    if name.len() > NAME_MAX {
+        return Some(format!(
+            "{name:?} is {} bytes long; Linux allows at most {NAME_MAX}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Some(format!("{name:?} is not allowed"));
+    }
+    if name.starts_with('-') {
+        return Some(format!("{name:?} starts with '-'"));
+    }
+    // C's isspace(), as iproute2 uses it, and the control characters.
+    name.chars()
+        .find(|c| matches!(c, '/' | ':' | ' ') || c.is_control())
+        .map(|c| format!("{name:?} contains {c:?}"))
+}
+
+/// [`name_problem`] as an error, for names from the command line or another program.
+pub fn check_name(name: &str) -> anyhow::Result<()> {
+    match name_problem(name) {
+        None => Ok(()),
+        Some(problem) => anyhow::bail!("interface name {problem}: use {NAME_RULES}"),
+    }
+}
+
+/// Whether an interface called `name` exists in the calling thread's network namespace (`ip
+/// link show NAME` succeeds): one `if_nametoindex(3)`, no netlink connection.
+pub fn exists(name: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated string that outlives the call.
+    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+}
+
 /// An XDP program attached to an interface (`ip link show` prints `prog/xdp id N`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct XdpAttachment {
@@ -263,4 +320,55 @@ fn xdp_attachment(attrs: &[LinkXdp]) -> Option<XdpAttachment> {
         })
         .unwrap_or(0);
     Some(XdpAttachment { program_id, mode })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_exists_and_a_made_up_name_does_not() {
+        assert!(exists("lo"));
+        assert!(!exists("vpnctl-nonesuch"));
+        assert!(!exists("lo\0"));
+    }
+
+    #[test]
+    fn interface_names_follow_iproute2_and_do_not_start_with_a_dash() {
+        for good in [
+            "wg0",
+            "a",
+            "wg-home_1",
+            "fifteen_chars_x",
+            "...",
+            "wg+1=x",
+            "wgé",
+        ] {
+            assert_eq!(name_problem(good), None, "{good:?}");
+            check_name(good).unwrap();
+        }
+        for (bad, problem) in [
+            ("", "is empty"),
+            (".", r#""." is not allowed"#),
+            ("..", r#"".." is not allowed"#),
+            ("a/b", r#""a/b" contains '/'"#),
+            ("a b", r#""a b" contains ' '"#),
+            ("wg:0", r#""wg:0" contains ':'"#),
+            ("wg\t0", r#""wg\t0" contains '\t'"#),
+            ("wg\0x", r#""wg\0x" contains '\0'"#),
+            ("wg\u{1b}0", r#""wg\u{1b}0" contains '\u{1b}'"#),
+            ("-h", r#""-h" starts with '-'"#),
+            ("--help", r#""--help" starts with '-'"#),
+            (
+                "sixteen_chars_xx",
+                r#""sixteen_chars_xx" is 16 bytes long; Linux allows at most 15"#,
+            ),
+        ] {
+            assert_eq!(name_problem(bad).as_deref(), Some(problem), "{bad:?}");
+            assert_eq!(
+                check_name(bad).unwrap_err().to_string(),
+                format!("interface name {problem}: use {NAME_RULES}")
+            );
+        }
+    }
 }

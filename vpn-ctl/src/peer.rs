@@ -619,14 +619,20 @@ fn peers_of<'t>(table: &'t mut Table, iface: &str) -> Result<&'t mut ArrayOfTabl
         })
 }
 
-/// Peer names become file names (`wg0-NAME.psk`): keep them plain.
+/// A peer name as the configuration accepts it ([`config::peer_name_problem`]), and plain
+/// enough to name files too (`wg0-NAME.psk`).
 fn check_name(name: &str) -> Result<()> {
+    let rules = format!(
+        "use 1 to {} letters, digits, '-', '_' or '.', not starting with '.' (it names the \
+         peer's key files too)",
+        config::PEER_NAME_MAX
+    );
+    if let Some(problem) = config::peer_name_problem(name) {
+        bail!("peer name {problem}: {rules}");
+    }
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if name.is_empty() || name.len() > 64 || name.starts_with('.') || !name.chars().all(plain) {
-        bail!(
-            "{name:?} cannot be a peer name: use 1 to 64 letters, digits, '-', '_' or '.', \
-             not starting with '.' (it names the peer's key files too)"
-        );
+    if name.starts_with('.') || !name.chars().all(plain) {
+        bail!("{name:?} cannot be a peer name: {rules}");
     }
     Ok(())
 }
@@ -696,14 +702,9 @@ fn all_peer_names(config: &Config) -> String {
     }
 }
 
+/// The configuration's text as [`config::load`] reads it: a FIFO is refused, not waited on.
 fn read_config(path: &Path) -> Result<String> {
-    fs::read_to_string(path).with_context(|| {
-        format!(
-            "cannot read the configuration {}: check the path (--config) and that you may \
-             read it",
-            path.display()
-        )
-    })
+    Ok(config::read(path)?)
 }
 
 /// The directory key files are written to and resolved against.
@@ -1242,6 +1243,20 @@ public_endpoint = "home.example.org:51821"
             .unwrap_err()
             .to_string();
         assert!(err.contains("cannot be a peer name"), "{err}");
+        for (name, problem) in [
+            ("bob\0", r#""bob\0" contains the control character '\0'"#),
+            (
+                "bob\u{202e}",
+                r#""bob\u{202e}" contains '\u{202e}', a Unicode direction"#,
+            ),
+            (&"b".repeat(65), "is 65 characters long; the most is 64"),
+        ] {
+            let err = add(&path, &request(name)).unwrap_err().to_string();
+            assert!(err.starts_with("peer name "), "{err}");
+            assert!(err.contains(problem), "{err}");
+            assert!(err.contains("use 1 to 64 letters"), "{err}");
+        }
+        assert_eq!(fs::read_to_string(&path).unwrap(), CONFIG);
         let err = format!(
             "{:#}",
             add(
@@ -1264,6 +1279,29 @@ public_endpoint = "home.example.org:51821"
         assert!(err.contains("[wireguard.wg0] in"), "{err}");
         assert!(err.contains("has no public_endpoint"), "{err}");
         assert_eq!(fs::read_to_string(&path).unwrap(), no_endpoint);
+    }
+
+    #[test]
+    fn a_configuration_that_is_a_fifo_is_refused_at_once() {
+        use crate::files::tests::{mkfifo, within_5_seconds};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vpn.toml");
+        mkfifo(&path);
+        let errors = within_5_seconds(move || {
+            let errors = [
+                add(&path, &request("bob")).unwrap_err().to_string(),
+                remove(&path, None, "bob").unwrap_err().to_string(),
+            ];
+            drop(dir);
+            errors
+        });
+        for err in errors {
+            assert!(
+                err.contains("cannot read the configuration: it is a FIFO, not a regular file"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

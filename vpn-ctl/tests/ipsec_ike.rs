@@ -405,6 +405,7 @@ fn ikev1_aggressive_with_a_fritzbox_like_peer_carries_lan_to_lan_traffic() {
         ipsec: vec![watched.clone()],
         daemon: Default::default(),
         unterminated_line: None,
+        warnings: Vec::new(),
     };
     let watchdog_options = vpn_ctl::watchdog::Options {
         once: true,

@@ -422,6 +422,7 @@ fn watchdog_restores_flushed_static_sas() {
         ipsec: vec![branch.clone()],
         daemon: Default::default(),
         unterminated_line: None,
+        warnings: Vec::new(),
     };
     let once = vpn_ctl::watchdog::Options {
         once: true,

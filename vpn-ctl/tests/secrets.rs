@@ -355,9 +355,11 @@ fn no_command_or_the_daemon_shows_a_secret() {
             .arg(file)
             .output()
             .unwrap();
-        search.check_output(&format!("import {source}"), &out);
-        assert!(
+        search.check_output(&format!("import {source} {}", file.display()), &out);
+        // The malformed file is refused (without quoting its key lines); the others import.
+        assert_eq!(
             out.status.success(),
+            file != &wg_malformed,
             "import {source}: {}",
             String::from_utf8_lossy(&out.stderr)
         );

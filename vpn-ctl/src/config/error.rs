@@ -75,10 +75,54 @@ pub struct Error {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// `bytes` read from `file` as text: UTF-8 without NUL bytes. Where they are not, a
+/// diagnostic at the first byte at fault: a file damaged by a power loss often ends in
+/// zeros, and one saved in another encoding has bytes that are not UTF-8.
+pub(crate) fn decode_text(file: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+    let (valid, message) = match std::str::from_utf8(&bytes) {
+        Ok(text) => match text.find('\0') {
+            None => return Ok(String::from_utf8(bytes).expect("checked above")),
+            Some(nul) => (nul, "a NUL byte (0x00) in the text".to_string()),
+        },
+        Err(e) => {
+            let valid = e.valid_up_to();
+            (
+                valid,
+                format!("not UTF-8 text: byte 0x{:02x}", bytes[valid]),
+            )
+        }
+    };
+    let before = std::str::from_utf8(&bytes[..valid]).expect("UTF-8 up to here");
+    let (line, column) = line_column(before, valid);
+    Err(Diagnostic {
+        file: file.to_path_buf(),
+        line,
+        column,
+        message,
+        help: Some(format!(
+            "the file must be UTF-8 text; it may be damaged (a power loss?) or saved in another \
+             encoding: look at the line (`sed -n {line}p {} | od -c`) and retype what is wrong, \
+             or convert the whole file (e.g. `iconv -f latin1 -t utf-8`)",
+            super::validate::shell_quote(file)
+        )),
+    })
+}
+
 impl Error {
     pub(crate) fn unreadable(path: &Path, e: &std::io::Error) -> Error {
         let help = if e.kind() == std::io::ErrorKind::NotFound {
             "create it (see the README's example), or pass another file with --config".to_string()
+        } else if crate::files::NotRegular::of(e).is_some() {
+            "give the path of the configuration file itself: vpn-ctl reads only regular files \
+             (reading a FIFO or a device could block it forever)"
+                .to_string()
+        } else if e
+            .get_ref()
+            .is_some_and(|inner| inner.is::<crate::files::TooLarge>())
+        {
+            "a vpn-ctl configuration is a text file of at most 64 MiB: check that --config \
+             names the right file"
+                .to_string()
         } else {
             "check the file's permissions; vpn-ctl needs to read it".to_string()
         };

@@ -55,18 +55,30 @@ use std::{
 
 use ipnet::IpNet;
 
-pub(crate) use error::write_diagnostics;
 pub use error::{Diagnostic, Error};
+pub(crate) use error::{decode_text, write_diagnostics};
+pub use validate::{PEER_NAME_MAX, peer_name_problem};
 
 use crate::key::{PublicKey, Secret};
 
 /// Where the configuration lives unless `--config` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/vpn-ctl/vpn.toml";
 
+/// The longest configuration file vpn-ctl reads; 10,000 peers take about 2 MB.
+pub const READ_MAX: u64 = 64 << 20;
+
 /// Reads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::unreadable(path, &e))?;
+    let text = read(path)?;
     parse(path, &text)
+}
+
+/// The text of the configuration file at `path`, not yet checked: a regular file (a FIFO is
+/// refused, not waited on) of at most [`READ_MAX`] bytes of UTF-8 without NUL bytes.
+pub fn read(path: &Path) -> Result<String, Error> {
+    let bytes =
+        crate::files::read_regular(path, READ_MAX).map_err(|e| Error::unreadable(path, &e))?;
+    decode_text(path, bytes).map_err(|d| Error::from(vec![d]))
 }
 
 /// Validates configuration text as if read from `path` (relative key files are resolved
@@ -94,6 +106,9 @@ pub struct Config {
     /// The number of the file's last line when it does not end with a newline: a sign the
     /// file may have been cut short (see [`crate::guard`]).
     pub unterminated_line: Option<usize>,
+    /// What is accepted but may not be meant (a peer whose allowed IPs cover the LAN), for
+    /// `up` and the daemon to print as warnings.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Config {
@@ -307,5 +322,79 @@ impl fmt::Display for Endpoint {
         } else {
             write!(f, "{}:{}", self.host, self.port)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+    use crate::files::tests::{mkfifo, within_5_seconds};
+
+    /// `load`'s error, the directory written `DIR`.
+    fn load_error(dir: &Path, path: &Path) -> String {
+        load(path)
+            .unwrap_err()
+            .to_string()
+            .replace(dir.to_str().unwrap(), "DIR")
+    }
+
+    #[test]
+    fn a_configuration_that_is_a_fifo_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vpn.toml");
+        mkfifo(&path);
+        let error = within_5_seconds(move || {
+            let error = load_error(dir.path(), &path);
+            drop(dir);
+            error
+        });
+        assert_eq!(
+            error,
+            "DIR/vpn.toml: cannot read the configuration: it is a FIFO, not a regular file\n  \
+             help: give the path of the configuration file itself: vpn-ctl reads only regular \
+             files (reading a FIFO or a device could block it forever)"
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_pointed_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vpn.toml");
+        // "Köln" in Latin-1 on line 2, after 8 characters.
+        fs::write(&path, b"[router]\nwan = \"K\xf6ln\"\n").unwrap();
+        assert_eq!(
+            load_error(dir.path(), &path),
+            "DIR/vpn.toml:2:9: not UTF-8 text: byte 0xf6\n  help: the file must be UTF-8 \
+             text; it may be damaged (a power loss?) or saved in another encoding: look at the \
+             line (`sed -n 2p DIR/vpn.toml | od -c`) and retype what is wrong, or convert the \
+             whole file (e.g. `iconv -f latin1 -t utf-8`)"
+        );
+        // Characters before it count as one column each.
+        fs::write(
+            &path,
+            "# Grüße\n# ".bytes().chain(*b"\xff").collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        assert!(
+            load_error(dir.path(), &path)
+                .starts_with("DIR/vpn.toml:2:3: not UTF-8 text: byte 0xff\n")
+        );
+    }
+
+    #[test]
+    fn a_nul_byte_is_pointed_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vpn.toml");
+        // What a power loss can leave: the end of the file zeroed.
+        fs::write(&path, b"[router]\nwan = \"eth0\"\0\0\0\n").unwrap();
+        assert_eq!(
+            load_error(dir.path(), &path),
+            "DIR/vpn.toml:2:13: a NUL byte (0x00) in the text\n  help: the file must be UTF-8 \
+             text; it may be damaged (a power loss?) or saved in another encoding: look at the \
+             line (`sed -n 2p DIR/vpn.toml | od -c`) and retype what is wrong, or convert the \
+             whole file (e.g. `iconv -f latin1 -t utf-8`)"
+        );
     }
 }

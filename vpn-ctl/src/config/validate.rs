@@ -6,7 +6,6 @@
 
 use std::{
     collections::HashMap,
-    fs::File,
     io::Read as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     ops::Range,
@@ -27,10 +26,12 @@ use super::{
         ProposalError, ProposalFor, SecretBytes, StaticAead, StaticKeying, WEAK_ALGORITHMS,
     },
 };
-use crate::key::{PublicKey, Secret};
+use crate::{
+    files,
+    key::{PublicKey, Secret},
+    link,
+};
 
-/// Linux's `IFNAMSIZ` less the terminating NUL.
-const IFNAME_MAX: usize = 15;
 /// The smallest MTU of an interface with an IPv6 address (RFC 8200 §5).
 const MTU_MIN_IPV6: i64 = 1280;
 /// The smallest MTU for IPv4 hosts (RFC 791's 576-byte datagram).
@@ -39,6 +40,8 @@ const MTU_MIN_IPV4: i64 = 576;
 const KEY_FILE_READ_MAX: u64 = 256;
 /// A pre-shared key file is a line of text; one this long is something else.
 const PSK_FILE_READ_MAX: u64 = 1024;
+/// The longest peer name, in characters.
+pub const PEER_NAME_MAX: usize = 64;
 /// The longest IPsec site name (it names the strongSwan connection and the FRITZ!Box's).
 const SITE_NAME_MAX: usize = 32;
 /// SPIs 1-255 are reserved by IANA (RFC 4303 §2.1); 0 means "no SA".
@@ -57,6 +60,8 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
             _ => PathBuf::from("."),
         },
         diagnostics: Vec::new(),
+        warnings: Vec::new(),
+        lan: Vec::new(),
         ports: Vec::new(),
         public_keys: HashMap::new(),
         newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
@@ -65,6 +70,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
         spis: Vec::new(),
     };
     let router = v.router(raw.router.unwrap_or_default());
+    v.lan.clone_from(&router.lan);
     let mut interfaces: Vec<_> = raw.wireguard.unwrap_or_default().into_iter().collect();
     interfaces.sort_by_key(|(name, _)| name.span().start);
     let wireguard: Vec<WgInterface> = interfaces
@@ -78,6 +84,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
         .filter_map(|(name, site)| v.site(name, site, &router.lan))
         .collect();
     let daemon = v.daemon(raw.daemon.unwrap_or_default(), &router);
+    v.warnings.sort_by_key(|d| (d.line, d.column));
     if v.diagnostics.is_empty() {
         Ok(Config {
             path: path.to_path_buf(),
@@ -86,6 +93,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: Raw) -> Result<Config, Erro
             ipsec,
             daemon,
             unterminated_line: None,
+            warnings: v.warnings,
         })
     } else {
         let mut diagnostics = v.diagnostics;
@@ -100,6 +108,10 @@ struct Validator<'a> {
     /// Where relative key file paths start.
     dir: PathBuf,
     diagnostics: Vec<Diagnostic>,
+    /// What is accepted but may not be meant; sorted like the diagnostics.
+    warnings: Vec<Diagnostic>,
+    /// `[router] lan`.
+    lan: Vec<IpNet>,
     /// Listen ports seen so far: port, interface, line.
     ports: Vec<(u16, String, usize)>,
     /// Peers' public keys seen so far, on every interface: who has it, and the line.
@@ -107,8 +119,8 @@ struct Validator<'a> {
     /// Byte offsets of the text's newlines, so that a line number costs a binary search
     /// (a 10,000-peer file asks for one per peer).
     newlines: Vec<usize>,
-    /// The WireGuard interfaces' subnets, with the interface's name.
-    wg_subnets: Vec<(IpNet, String)>,
+    /// The WireGuard interfaces' subnets, with the interface's name and the line.
+    wg_subnets: Vec<(IpNet, String, usize)>,
     /// IPsec sites' remote subnets so far: a network is reachable through one tunnel only.
     remote_subnets: Vec<SubnetClaim>,
     /// SPIs of static sites so far: value, whose ("site office's spi_out"), line.
@@ -234,6 +246,12 @@ impl Validator<'_> {
         ));
     }
 
+    fn warning(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<String>) {
+        self.warnings.push(Diagnostic::at(
+            self.path, self.text, span.start, message, help,
+        ));
+    }
+
     fn line(&self, span: &Range<usize>) -> usize {
         self.newlines.partition_point(|&nl| nl < span.start) + 1
     }
@@ -242,7 +260,7 @@ impl Validator<'_> {
         let wan_problem = raw
             .wan
             .as_ref()
-            .and_then(|wan| Some((wan.span(), ifname_problem(wan.get_ref())?)));
+            .and_then(|wan| Some((wan.span(), link::name_problem(wan.get_ref())?)));
         if let Some((span, problem)) = wan_problem {
             self.error(
                 span,
@@ -345,12 +363,14 @@ impl Validator<'_> {
     ) -> Option<WgInterface> {
         let header = raw.span();
         let raw = raw.into_inner();
-        if let Some(problem) = ifname_problem(name.get_ref()) {
+        if let Some(problem) = link::name_problem(name.get_ref()) {
             self.error(
                 name.span(),
                 format!("interface name {problem}"),
-                "choose a name of at most 15 bytes without '/', ':' or spaces (iproute2's \
-                 rules), e.g. [wireguard.wg0]",
+                format!(
+                    "choose a name of {}, e.g. [wireguard.wg0]",
+                    link::NAME_RULES
+                ),
             );
         }
         let name = name.into_inner();
@@ -374,13 +394,13 @@ impl Validator<'_> {
             .listen_port
             .as_ref()
             .and_then(|port| self.listen_port(&name, port));
-        let addresses: Vec<IpNet> = raw
+        let addresses: Vec<(IpNet, Range<usize>)> = raw
             .addresses
             .iter()
-            .filter_map(|address| self.interface_address(&name, address))
+            .filter_map(|address| Some((self.interface_address(&name, address)?, address.span())))
             .collect();
-        self.wg_subnets
-            .extend(addresses.iter().map(|a| (a.trunc(), name.clone())));
+        self.claim_wg_subnets(&name, &addresses);
+        let addresses: Vec<IpNet> = addresses.into_iter().map(|(a, _)| a).collect();
         let mtu = raw
             .mtu
             .as_ref()
@@ -459,6 +479,26 @@ impl Validator<'_> {
                 ),
             );
         }
+        let key = key.filter(|key| {
+            if key.is_zero() {
+                let message = match kind {
+                    KeyKind::Private => "an all-zero key, which is no private key at all",
+                    KeyKind::Preshared => {
+                        "an all-zero preshared key, which WireGuard treats as none"
+                    }
+                };
+                self.error(
+                    value.span(),
+                    format!("{} holds {message}", file.path.display()),
+                    format!(
+                        "write a new key with `{} > {}`",
+                        kind.generate(),
+                        shell_quote(&file.path)
+                    ),
+                );
+            }
+            !key.is_zero()
+        });
         if !self.owner_only(value, &file) {
             return None;
         }
@@ -488,7 +528,7 @@ impl Validator<'_> {
         let path = self.dir.join(value.get_ref());
         let shown = shell_quote(&path);
         let mut bytes = Vec::new();
-        let read = File::open(&path).and_then(|mut file| {
+        let read = files::open_regular(&path).and_then(|mut file| {
             file.by_ref().take(limit).read_to_end(&mut bytes)?;
             file.metadata()
         });
@@ -510,6 +550,11 @@ impl Validator<'_> {
                         "run vpn-ctl as root: key files are readable by their owner only"
                             .to_string()
                     }
+                    _ if files::NotRegular::of(&e).is_some() => format!(
+                        "{field} must name a regular file that holds {}: vpn-ctl does not read \
+                         FIFOs or devices (one could block it forever)",
+                        kind.holds
+                    ),
                     _ => format!(
                         "{field} must name a readable file that holds {}",
                         kind.holds
@@ -584,6 +629,32 @@ impl Validator<'_> {
         );
     }
 
+    /// Records the subnets of `iface`'s addresses, and reports one that overlaps another
+    /// interface's: the kernel would send those addresses out of one of the two only.
+    fn claim_wg_subnets(&mut self, iface: &str, addresses: &[(IpNet, Range<usize>)]) {
+        for (address, span) in addresses {
+            let subnet = address.trunc();
+            let other = self
+                .wg_subnets
+                .iter()
+                .find(|(s, owner, _)| owner != iface && (s.contains(&subnet) || subnet.contains(s)))
+                .cloned();
+            if let Some((other, owner, line)) = other {
+                self.error(
+                    span.clone(),
+                    format!("{address} of {iface} overlaps {owner}'s subnet {other} (line {line})"),
+                    format!(
+                        "the kernel routes each address out of one interface only, so one of \
+                         the two would silently lose it: give {iface} and {owner} separate \
+                         subnets"
+                    ),
+                );
+            }
+            let line = self.line(span);
+            self.wg_subnets.push((subnet, iface.to_string(), line));
+        }
+    }
+
     /// An interface's own address: an address with its subnet's prefix length.
     fn interface_address(&mut self, iface: &str, value: &Spanned<String>) -> Option<IpNet> {
         let text = value.get_ref().trim();
@@ -606,6 +677,20 @@ impl Validator<'_> {
             self.error(value.span(), message, help);
             return None;
         };
+        if net.prefix_len() == 0 {
+            let example = IpNet::new(net.addr(), if net.addr().is_ipv4() { 24 } else { 64 })
+                .expect("a valid prefix length");
+            self.error(
+                value.span(),
+                format!(
+                    "address {net} of {iface} has prefix length 0: its subnet would be every {} \
+                     address",
+                    family(&net.addr())
+                ),
+                format!("give the prefix length of {iface}'s subnet, e.g. \"{example}\""),
+            );
+            return None;
+        }
         // /31, /32, /127 and /128 have no network or broadcast address to avoid.
         if net.prefix_len() + 1 < net.max_prefix_len() {
             let first_host = match net.network() {
@@ -760,7 +845,16 @@ impl Validator<'_> {
             }
             Some(name) => {
                 let line = self.line(&name.span());
-                if let Some(first) = names.get(name.get_ref()) {
+                if let Some(problem) = peer_name_problem(name.get_ref()) {
+                    self.error(
+                        name.span(),
+                        format!("peer name {problem}"),
+                        format!(
+                            "use at most {PEER_NAME_MAX} characters, without control \
+                             characters or Unicode direction controls, e.g. name = \"phone\""
+                        ),
+                    );
+                } else if let Some(first) = names.get(name.get_ref()) {
                     self.error(
                         name.span(),
                         format!(
@@ -804,6 +898,7 @@ impl Validator<'_> {
                 continue;
             };
             self.allowed_ip(iface, &label, claims, value.span(), net);
+            self.covers_the_lan(iface, &label, value.span(), net);
             allowed_ips.push(net);
             own_claims.push(Claim {
                 net,
@@ -882,6 +977,18 @@ impl Validator<'_> {
             );
             return None;
         };
+        if key.has_small_order() {
+            self.error(
+                value.span(),
+                format!(
+                    "the public_key of {label} is a point of small order, not a usable key: \
+                     every handshake with it would fail"
+                ),
+                "Diffie-Hellman with it gives all zeros, which WireGuard refuses; use the \
+                 public key of the peer's own private key (`wg pubkey` on the peer)",
+            );
+            return None;
+        }
         let line = self.line(&value.span());
         if iface.public_key.as_ref() == Some(&key) {
             self.error(
@@ -905,6 +1012,32 @@ impl Validator<'_> {
                 .insert(key.clone(), (format!("{label} of {iface_name}"), line));
         }
         Some(key)
+    }
+
+    /// Warns when the allowed IP `net` of a peer is or contains a network of `[router] lan`:
+    /// right for a site-to-site link that reaches the LAN through the peer, and otherwise a
+    /// peer that may send from LAN addresses, and a route for them into the tunnel.
+    fn covers_the_lan(
+        &mut self,
+        iface: &InterfaceContext,
+        label: &str,
+        span: Range<usize>,
+        net: IpNet,
+    ) {
+        let Some(lan) = self.lan.iter().find(|lan| net.contains(*lan)).copied() else {
+            return;
+        };
+        let iface_name = &iface.name;
+        let what = if net == lan { "is" } else { "contains" };
+        self.warning(
+            span,
+            format!("allowed IP {net} of {label} {what} this router's LAN {lan} ([router] lan)"),
+            format!(
+                "the peer may then send from LAN addresses, and with route = true {net} is \
+                 routed into {iface_name}: right if the LAN is meant to be reached through this \
+                 peer (site-to-site), otherwise list only the peer's own addresses"
+            ),
+        );
     }
 
     /// The allowed IP `net` of a peer against the interface's subnets and the other peers.
@@ -1270,7 +1403,7 @@ impl Validator<'_> {
             let wg = self
                 .wg_subnets
                 .iter()
-                .find(|(s, _)| overlaps(s, net))
+                .find(|(s, ..)| overlaps(s, net))
                 .cloned();
             let claim = self
                 .remote_subnets
@@ -1292,7 +1425,7 @@ impl Validator<'_> {
                      which side an address is on: renumber one of the two LANs"
                         .to_string(),
                 ))
-            } else if let Some((w, iface)) = wg {
+            } else if let Some((w, iface, _)) = wg {
                 Some((
                     format!("remote subnet {net} overlaps {iface}'s subnet {w}"),
                     format!(
@@ -2098,6 +2231,40 @@ fn hex_key(bytes: &[u8]) -> Result<Vec<u8>, String> {
         .collect())
 }
 
+/// Why `name` cannot be a peer's name, as the end of a sentence about it ("peer name
+/// {problem}"); `None` when it can. The configuration and `vpn-ctl peer add` both check names
+/// with it. A name is shown in `status`, logs and metric labels, so it holds no control
+/// characters (a NUL, a terminal escape sequence), no Unicode direction controls (they make
+/// a name display as another, as in "Trojan Source", CVE-2021-42574), and at most
+/// [`PEER_NAME_MAX`] characters.
+pub fn peer_name_problem(name: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        return Some("is empty".to_string());
+    }
+    let length = name.chars().count();
+    if length > PEER_NAME_MAX {
+        let start: String = name.chars().take(20).collect();
+        return Some(format!(
+            "{start:?}... is {length} characters long; the most is {PEER_NAME_MAX}"
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Some(format!("{name:?} contains the control character {c:?}"));
+    }
+    name.chars().find(|c| is_direction_control(*c)).map(|c| {
+        format!(
+            "{name:?} contains {c:?}, a Unicode direction control (it makes text display in \
+             another order than it is written)"
+        )
+    })
+}
+
+/// The Unicode bidirectional formatting characters: the embeddings and overrides (U+202A-
+/// U+202E), the isolates (U+2066-U+2069) and the marks (U+200E, U+200F, U+061C).
+fn is_direction_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{61c}')
+}
+
 /// Why `name` cannot be an IPsec site's name, as the end of a sentence about it.
 fn site_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
@@ -2172,29 +2339,8 @@ fn first_host(net: &IpNet) -> IpAddr {
     }
 }
 
-/// Why `name` cannot be a Linux interface name (iproute2's `check_ifname`, and the kernel's
-/// `dev_valid_name`), as the end of a sentence about it.
-fn ifname_problem(name: &str) -> Option<String> {
-    if name.is_empty() {
-        return Some("is empty".to_string());
-    }
-    if name.len() > IFNAME_MAX {
-        return Some(format!(
-            "{name:?} is {} bytes long; Linux allows at most {IFNAME_MAX}",
-            name.len()
-        ));
-    }
-    if name == "." || name == ".." {
-        return Some(format!("{name:?} is not allowed"));
-    }
-    // C's isspace(), as iproute2 uses.
-    name.chars()
-        .find(|c| matches!(c, '/' | ':' | ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r'))
-        .map(|c| format!("{name:?} contains {c:?}"))
-}
-
 /// `path` as a shell word, for commands in help texts.
-fn shell_quote(path: &Path) -> String {
+pub(super) fn shell_quote(path: &Path) -> String {
     let s = path.display().to_string();
     if !s.is_empty()
         && s.chars()
@@ -2466,8 +2612,10 @@ fwmark = 0
     #[test]
     fn interface_names_follow_iproute2() {
         let fx = Fixture::new();
-        let help = "help: choose a name of at most 15 bytes without '/', ':' or spaces \
-                    (iproute2's rules), e.g. [wireguard.wg0]";
+        let help = format!(
+            "help: choose a name of {}, e.g. [wireguard.wg0]",
+            link::NAME_RULES
+        );
         for (header, column, problem) in [
             (
                 "[wireguard.wireguard-home10]",
@@ -2479,6 +2627,9 @@ fwmark = 0
             ("[wireguard.\"wg:0\"]", 12, r#""wg:0" contains ':'"#),
             ("[wireguard.'..']", 12, r#"".." is not allowed"#),
             ("[wireguard.\"\"]", 12, "is empty"),
+            // It would read as an option of `vpn-ctl userspace-device NAME`.
+            ("[wireguard.-h]", 12, r#""-h" starts with '-'"#),
+            ("[wireguard.\"wg\\u0000\"]", 12, r#""wg\0" contains '\0'"#),
         ] {
             assert_eq!(
                 fx.error(&format!("{header}\nprivate_key_file = \"wg0.key\"\n")),
@@ -2497,6 +2648,11 @@ fwmark = 0
             fx.error("[router]\nwan = \"eth 0\"\n"),
             "DIR/vpn.toml:2:7: wan \"eth 0\" contains ' '\n  help: give the WAN port's name \
              as `ip link` shows it, e.g. wan = \"eth0\""
+        );
+        assert_eq!(
+            fx.error("[router]\nwan = \"-eth0\"\n"),
+            "DIR/vpn.toml:2:7: wan \"-eth0\" starts with '-'\n  help: give the WAN port's \
+             name as `ip link` shows it, e.g. wan = \"eth0\""
         );
     }
 
@@ -2580,6 +2736,47 @@ fwmark = 0
     }
 
     #[test]
+    fn all_zero_private_and_preshared_keys_are_refused() {
+        let fx = Fixture::new();
+        let zero = format!("{}=\n", "A".repeat(43));
+        write(&fx.path("wg0.key"), &zero, 0o600);
+        write(&fx.path("phone.psk"), &zero, 0o600);
+        assert_eq!(
+            fx.error(&format!(
+                "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npreshared_key_file = \"phone.psk\"\npublic_key = \"<phone>\"\n"
+            )),
+            "DIR/vpn.toml:2:20: DIR/wg0.key holds an all-zero key, which is no private key at \
+             all\n  help: write a new key with `vpn-ctl genkey > DIR/wg0.key`\n\
+             DIR/vpn.toml:7:22: DIR/phone.psk holds an all-zero preshared key, which WireGuard \
+             treats as none\n  help: write a new key with `vpn-ctl genpsk > DIR/phone.psk`\n\
+             2 problems; nothing was applied"
+        );
+    }
+
+    #[test]
+    fn small_order_public_keys_are_refused() {
+        let fx = Fixture::new();
+        // All zeros, 1, an order-8 point and p - 1 (libsodium's list).
+        for key in [
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "4Ot6fDtBuK4WVuP68Z/EatoJjeucMrH9hmIFFl9JuAA=",
+            "7P///////////////////////////////////////38=",
+        ] {
+            assert_eq!(
+                fx.error(&format!(
+                    "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npublic_key = \"{key}\"\n"
+                )),
+                "DIR/vpn.toml:7:14: the public_key of peer \"phone\" is a point of small order, \
+                 not a usable key: every handshake with it would fail\n  help: Diffie-Hellman \
+                 with it gives all zeros, which WireGuard refuses; use the public key of the \
+                 peer's own private key (`wg pubkey` on the peer)",
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
     fn key_file_others_may_read_is_refused() {
         let fx = Fixture::new();
         for mode in [0o644, 0o640, 0o604, 0o620, 0o601] {
@@ -2620,8 +2817,37 @@ fwmark = 0
         fs::create_dir(fx.path("keys")).unwrap();
         assert_eq!(
             fx.error("[wireguard.wg0]\nprivate_key_file = \"keys\"\n"),
-            "DIR/vpn.toml:2:20: cannot read DIR/keys: Is a directory (os error 21)\n  \
-             help: private_key_file must name a readable file that holds one key"
+            "DIR/vpn.toml:2:20: cannot read DIR/keys: it is a directory, not a regular file\n  \
+             help: private_key_file must name a regular file that holds one key: vpn-ctl does \
+             not read FIFOs or devices (one could block it forever)"
+        );
+    }
+
+    /// Opening a FIFO for reading waits for a writer: `up` hung there.
+    #[test]
+    fn key_files_that_are_fifos_are_refused_at_once() {
+        let fx = Fixture::new();
+        fs::remove_file(fx.path("wg0.key")).unwrap();
+        fs::remove_file(fx.path("phone.psk")).unwrap();
+        files::tests::mkfifo(&fx.path("wg0.key"));
+        files::tests::mkfifo(&fx.path("phone.psk"));
+        let text = format!(
+            "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npreshared_key_file = \"phone.psk\"\npublic_key = \"<phone>\"\n"
+        );
+        let (fx, error) = files::tests::within_5_seconds(move || {
+            let error = fx.error(&text);
+            (fx, error)
+        });
+        drop(fx);
+        assert_eq!(
+            error,
+            "DIR/vpn.toml:2:20: cannot read DIR/wg0.key: it is a FIFO, not a regular file\n  \
+             help: private_key_file must name a regular file that holds one key: vpn-ctl does \
+             not read FIFOs or devices (one could block it forever)\n\
+             DIR/vpn.toml:7:22: cannot read DIR/phone.psk: it is a FIFO, not a regular file\n  \
+             help: preshared_key_file must name a regular file that holds one key: vpn-ctl does \
+             not read FIFOs or devices (one could block it forever)\n\
+             2 problems; nothing was applied"
         );
     }
 
@@ -2753,6 +2979,107 @@ name = \" \"
         .unwrap();
     }
 
+    #[test]
+    fn peer_names_have_no_control_or_direction_characters_and_64_characters_at_most() {
+        let fx = Fixture::new();
+        let help = "help: use at most 64 characters, without control characters or Unicode \
+                    direction controls, e.g. name = \"phone\"";
+        let long = "x".repeat(65);
+        for (name, problem) in [
+            (
+                r"pho\u0000ne",
+                r#""pho\0ne" contains the control character '\0'"#,
+            ),
+            (
+                r"\u001b[2Jphone",
+                r#""\u{1b}[2Jphone" contains the control character '\u{1b}'"#,
+            ),
+            (
+                r"phone\n",
+                r#""phone\n" contains the control character '\n'"#,
+            ),
+            (
+                r"phone\u202Egnp.exe",
+                r#""phone\u{202e}gnp.exe" contains '\u{202e}', a Unicode direction control (it makes text display in another order than it is written)"#,
+            ),
+            (
+                r"\u2067admin",
+                r#""\u{2067}admin" contains '\u{2067}', a Unicode direction control (it makes text display in another order than it is written)"#,
+            ),
+            (
+                r"a\u200Fb",
+                r#""a\u{200f}b" contains '\u{200f}', a Unicode direction control (it makes text display in another order than it is written)"#,
+            ),
+            (
+                long.as_str(),
+                r#""xxxxxxxxxxxxxxxxxxxx"... is 65 characters long; the most is 64"#,
+            ),
+        ] {
+            assert_eq!(
+                fx.error(&format!(
+                    "{WG0}[[wireguard.wg0.peers]]\nname = \"{name}\"\npublic_key = \"<phone>\"\n"
+                )),
+                format!("DIR/vpn.toml:6:8: peer name {problem}\n  {help}"),
+                "{name:?}"
+            );
+        }
+        // 64 characters, and letters of any script, are fine.
+        for name in [
+            "x".repeat(64),
+            "Annas Händy ☎".to_string(),
+            "שלום".to_string(),
+        ] {
+            let config = fx
+                .parse(&format!(
+                    "{WG0}[[wireguard.wg0.peers]]\nname = \"{name}\"\npublic_key = \"<phone>\"\n"
+                ))
+                .unwrap();
+            assert_eq!(config.wireguard[0].peers[0].name, name);
+        }
+    }
+
+    #[test]
+    fn allowed_ips_that_cover_the_lan_are_accepted_with_a_warning() {
+        let fx = Fixture::new();
+        let text = format!(
+            "[router]\nlan = [\"192.168.1.0/24\", \"fd00:1::/64\"]\n{}",
+            peer_with(r#"["10.8.0.2/32", "192.168.1.0/24", "fd00::/16", "192.168.2.0/24"]"#)
+        );
+        let config = fx.parse(&text).unwrap();
+        let warnings: Vec<String> = config
+            .warnings
+            .iter()
+            .map(|w| {
+                w.to_string()
+                    .replace(fx.dir.path().to_str().unwrap(), "DIR")
+            })
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "DIR/vpn.toml:9:31: allowed IP 192.168.1.0/24 of peer \"phone\" is this router's \
+                 LAN 192.168.1.0/24 ([router] lan)\n  help: the peer may then send from LAN \
+                 addresses, and with route = true 192.168.1.0/24 is routed into wg0: right if \
+                 the LAN is meant to be reached through this peer (site-to-site), otherwise \
+                 list only the peer's own addresses",
+                "DIR/vpn.toml:9:49: allowed IP fd00::/16 of peer \"phone\" contains this \
+                 router's LAN fd00:1::/64 ([router] lan)\n  help: the peer may then send from \
+                 LAN addresses, and with route = true fd00::/16 is routed into wg0: right if the \
+                 LAN is meant to be reached through this peer (site-to-site), otherwise list \
+                 only the peer's own addresses",
+            ]
+        );
+        // The peer is there all the same.
+        assert_eq!(config.wireguard[0].peers[0].allowed_ips.len(), 4);
+        // Without a [router] lan, nothing to say.
+        assert!(
+            fx.parse(&peer_with(r#"["0.0.0.0/0"]"#))
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
+    }
+
     /// A peer of wg0 at line 5 with `allowed` as its allowed IPs (line 7).
     fn peer_with(allowed: &str) -> String {
         format!(
@@ -2882,6 +3209,55 @@ public_key = \"<laptop>\"
              \"fd08::1/64\"\n\
              5 problems; nothing was applied"
         );
+    }
+
+    #[test]
+    fn interface_addresses_with_prefix_length_0_are_refused() {
+        let fx = Fixture::new();
+        assert_eq!(
+            fx.error(
+                "[wireguard.wg0]\nprivate_key_file = \"wg0.key\"\naddresses = [\"10.8.0.1/0\", \
+                 \"fd08::1/0\"]\n"
+            ),
+            "DIR/vpn.toml:3:14: address 10.8.0.1/0 of wg0 has prefix length 0: its subnet \
+             would be every IPv4 address\n  help: give the prefix length of wg0's subnet, e.g. \
+             \"10.8.0.1/24\"\n\
+             DIR/vpn.toml:3:28: address fd08::1/0 of wg0 has prefix length 0: its subnet would \
+             be every IPv6 address\n  help: give the prefix length of wg0's subnet, e.g. \
+             \"fd08::1/64\"\n\
+             2 problems; nothing was applied"
+        );
+    }
+
+    #[test]
+    fn two_interfaces_with_overlapping_subnets_are_refused() {
+        let fx = Fixture::new();
+        let wg1 = |addresses: &str| {
+            format!(
+                "{WG0}\n[wireguard.wg1]\nprivate_key_file = \"wg1.key\"\nlisten_port = 51821\n\
+                 addresses = {addresses}\n"
+            )
+        };
+        assert_eq!(
+            fx.error(&wg1(r#"["10.8.0.2/24", "fd08:1::1/64", "10.0.0.1/8"]"#)),
+            "DIR/vpn.toml:9:14: 10.8.0.2/24 of wg1 overlaps wg0's subnet 10.8.0.0/24 (line 4)\n  \
+             help: the kernel routes each address out of one interface only, so one of the two \
+             would silently lose it: give wg1 and wg0 separate subnets\n\
+             DIR/vpn.toml:9:45: 10.0.0.1/8 of wg1 overlaps wg0's subnet 10.8.0.0/24 (line 4)\n  \
+             help: the kernel routes each address out of one interface only, so one of the two \
+             would silently lose it: give wg1 and wg0 separate subnets\n\
+             2 problems; nothing was applied"
+        );
+        // Neighbouring subnets, and two addresses of one interface in one subnet, are fine.
+        fx.parse(&wg1(r#"["10.8.1.1/24", "fd09::1/64"]"#)).unwrap();
+        fx.parse(
+            &format!("{WG0}addresses = [\"10.8.0.1/24\", \"10.8.0.2/24\"]\n").replacen(
+                "addresses = [\"10.8.0.1/24\", \"fd08::1/64\"]\n",
+                "",
+                1,
+            ),
+        )
+        .unwrap();
     }
 
     #[test]

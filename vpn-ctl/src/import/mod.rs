@@ -149,6 +149,15 @@ pub fn write(imported: &Imported, out_dir: &Path, config_name: &str) -> anyhow::
              vpn.toml, and the directory separately"
         );
     }
+    // Interface names name the key files (`NAME.key`): `.` would write `..key`.
+    for iface in &imported.interfaces {
+        if let Some(problem) = crate::link::name_problem(&iface.name) {
+            anyhow::bail!(
+                "interface name {problem}: nothing was written; give the interface a name of {}",
+                crate::link::NAME_RULES
+            );
+        }
+    }
     let plan = Plan::new(imported);
     let config = out_dir.join(config_name);
 
@@ -401,6 +410,22 @@ impl<'a> Problems<'a> {
     }
 }
 
+/// The largest source file an import reads; a router's network configuration is far smaller.
+const READ_MAX: u64 = 16 << 20;
+
+/// The text of the source file `path`: a regular file (a FIFO is refused, not waited on) of
+/// UTF-8 text.
+fn read_source(path: &Path) -> anyhow::Result<String> {
+    let bytes = crate::files::read_regular(path, READ_MAX)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    crate::config::decode_text(path, bytes).map_err(|d| {
+        Error {
+            diagnostics: vec![d],
+        }
+        .into()
+    })
+}
+
 /// What to write about a key that does not parse.
 const KEY_HELP: &str = "copy the key again from its source; `wg show` prints the public keys \
                         in use, and `wg pubkey` computes one from a private key";
@@ -480,14 +505,6 @@ fn check_host(host: &str) -> Result<(), String> {
     } else {
         Err(format!("{host:?} is not an IP address or a DNS name"))
     }
-}
-
-/// Whether `name` can name a Linux network interface, by wg-quick's rule.
-fn is_interface_name(name: &str) -> bool {
-    (1..=15).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_=+.-".contains(c))
 }
 
 /// Allowed IPs as wg(8) keeps them: host bits cleared (`10.8.0.5/24` is `10.8.0.0/24`).
@@ -872,6 +889,59 @@ addresses = [\"10.9.0.1/24\"]
     }
 
     #[test]
+    fn write_refuses_an_interface_name_that_is_not_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [".", "-wg0", "wg/0"] {
+            let mut imported = sample();
+            imported.interfaces[1].name = bad.to_string();
+            let err = write(&imported, dir.path(), "vpn.toml").unwrap_err();
+            assert!(err.to_string().starts_with("interface name "), "{err}");
+            assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sources_that_are_fifos_are_refused_at_once_and_bad_bytes_pointed_at() {
+        use crate::files::tests::{mkfifo, within_5_seconds};
+
+        let dir = tempfile::tempdir().unwrap();
+        let (network, conf) = (dir.path().join("network"), dir.path().join("wg0.conf"));
+        mkfifo(&network);
+        mkfifo(&conf);
+        let (network, conf, errors) = within_5_seconds(move || {
+            let errors = [
+                format!("{:#}", import_uci(&network).unwrap_err()),
+                format!("{:#}", import_wg_quick(&conf, None).unwrap_err()),
+            ];
+            (network, conf, errors)
+        });
+        assert_eq!(
+            errors,
+            [
+                format!(
+                    "cannot read {}: it is a FIFO, not a regular file",
+                    network.display()
+                ),
+                format!(
+                    "cannot read {}: it is a FIFO, not a regular file",
+                    conf.display()
+                ),
+            ]
+        );
+
+        fs::remove_file(&conf).unwrap();
+        fs::write(&conf, b"[Interface]\n# M\xfcller\n").unwrap();
+        let err = import_wg_quick(&conf, None).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}:2:4: not UTF-8 text: byte 0xfc\n",
+                conf.display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn write_refuses_a_config_name_with_a_directory() {
         let dir = tempfile::tempdir().unwrap();
         let err = write(&sample(), dir.path(), "sub/vpn.toml").unwrap_err();
@@ -941,8 +1011,5 @@ addresses = [\"10.9.0.1/24\"]
         assert!(check_host("vpn.example.org").is_ok());
         assert!(check_host("2001:db8::1").is_ok());
         assert!(check_host("your_publicIP_or name").is_err());
-        assert!(is_interface_name("wg0"));
-        assert!(!is_interface_name("a-name-longer-than-15"));
-        assert!(!is_interface_name("wg/0"));
     }
 }

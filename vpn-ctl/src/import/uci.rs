@@ -23,8 +23,6 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
-
 use super::{
     Error, Format, Imported, ImportedInterface, ImportedPeer, KEY_HELP, Problems,
     check_duplicate_peers, parse_fwmark, parse_keepalive, parse_net, parse_port, settle_peer_names,
@@ -32,13 +30,13 @@ use super::{
 use crate::{
     config::{Diagnostic, Endpoint},
     key::{PublicKey, Secret},
+    link,
 };
 
 /// Reads OpenWrt's network configuration (normally `/etc/config/network`) and returns its
 /// WireGuard interfaces and peers, with a note for every other section and option.
 pub fn import_uci(path: &Path) -> anyhow::Result<Imported> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = super::read_source(path)?;
     Ok(from_text(path, &text)?)
 }
 
@@ -618,15 +616,15 @@ fn interface(
     notes: &mut Vec<String>,
 ) -> Option<ImportedInterface> {
     let before = problems.diagnostics.len();
-    if !super::is_interface_name(&name.text) {
+    if let Some(problem) = link::name_problem(&name.text) {
         problems.push(
             name.line,
             name.column,
-            format!(
-                "{:?} cannot name a network interface: at most 15 characters",
-                name.text
-            ),
-            Some("rename the section (and its wireguard_NAME peer sections)"),
+            format!("interface name {problem}"),
+            Some(&format!(
+                "rename the section (and its wireguard_NAME peer sections): use {}",
+                link::NAME_RULES
+            )),
         );
     }
     let mut r = Reader { section, problems };

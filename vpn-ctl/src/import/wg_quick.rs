@@ -23,32 +23,41 @@
 //! not carried over: DNS (wg-quick points this machine's resolver at it; vpn-ctl does not
 //! touch the router's DNS), other Table values, Pre/PostUp and Pre/PostDown commands,
 //! `SaveConfig = true`, and keys wg-quick does not know.
+//!
+//! Keys are never shown: not in notes (values of settings named like secrets are redacted),
+//! not in errors (a line that starts with PrivateKey or PresharedKey but is not `Field = KEY`,
+//! such as `PresharedKey: KEY`, is refused without being quoted), and whatever is quoted of a
+//! line has its key-like runs of base64 redacted.
 
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use super::{
     Error, Format, Imported, ImportedInterface, ImportedPeer, KEY_HELP, Problems, allowed_ip,
-    check_duplicate_peers, check_host, is_interface_name, parse_fwmark, parse_keepalive, parse_net,
-    parse_port, settle_peer_names,
+    check_duplicate_peers, check_host, parse_fwmark, parse_keepalive, parse_net, parse_port,
+    settle_peer_names,
 };
 use crate::{
     config::Endpoint,
     key::{PublicKey, Secret},
+    link,
 };
 
 /// Reads a wg-quick file. The interface is called `name`, or after the file (`wg0.conf`
 /// is `wg0`).
 pub fn import_wg_quick(path: &Path, name: Option<&str>) -> anyhow::Result<Imported> {
-    let name = match name {
-        Some(name) => name.to_string(),
+    let (name, from) = match name {
+        Some(name) => (name.to_string(), "--name".to_string()),
         None => match path
             .file_name()
             .and_then(|f| f.to_str())
             .and_then(|f| f.strip_suffix(".conf"))
         {
-            Some(stem) => stem.to_string(),
+            Some(stem) => (
+                stem.to_string(),
+                format!("the file name {}", path.display()),
+            ),
             None => bail!(
                 "cannot take an interface name from {}: wg-quick files are called NAME.conf\n  \
                  help: give the interface's name explicitly",
@@ -56,15 +65,15 @@ pub fn import_wg_quick(path: &Path, name: Option<&str>) -> anyhow::Result<Import
             ),
         },
     };
-    if !is_interface_name(&name) {
+    // The name also names the key file (`NAME.key`): `--name .` would write `..key`.
+    if let Some(problem) = link::name_problem(&name) {
         bail!(
-            "{name:?} cannot name a network interface: 1 to 15 letters, digits and _=+.- \
-             (from {})\n  help: give the interface another name explicitly",
-            path.display()
+            "interface name {problem} (from {from})\n  help: give the interface a name of {} \
+             with --name",
+            link::NAME_RULES
         );
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = super::read_source(path)?;
     Ok(from_text(path, &name, &text)?)
 }
 
@@ -128,13 +137,15 @@ impl Entry<'_> {
         self.value.split_whitespace().collect()
     }
 
-    /// The line, for notes; values of keys that may be secret are left out.
+    /// The line, for notes; values of keys that may be secret are left out, and so is
+    /// anything that looks like a key ([`redact_keys`]).
     fn quoted(&self) -> String {
         let lower = self.key.to_ascii_lowercase();
+        let key = redact_keys(self.key);
         if lower.contains("key") || lower.contains("psk") || lower.contains("password") {
-            format!("`{} = (redacted)`", self.key)
+            format!("`{key} = (redacted)`")
         } else {
-            format!("`{} = {}`", self.key, self.value)
+            format!("`{key} = {}`", redact_keys(self.value))
         }
     }
 }
@@ -205,7 +216,7 @@ impl<'f> Parser<'f> {
                         self.problems.push(
                             line,
                             column(trimmed),
-                            format!("unknown section {trimmed}"),
+                            format!("unknown section {}", redact_keys(trimmed)),
                             Some("wg-quick files have [Interface] and [Peer] sections only"),
                         );
                         Section::Unknown
@@ -213,14 +224,37 @@ impl<'f> Parser<'f> {
                 };
                 continue;
             }
-            let Some((key, value)) = trimmed.split_once('=') else {
-                self.problems.push(
-                    line,
-                    column(trimmed),
-                    format!("expected `Key = Value`, found {trimmed:?}"),
-                    Some("comment the line out with # if it is not a setting"),
-                );
-                continue;
+            // A line that starts with a secret field's name is shown in no message unless it
+            // is exactly `Field = value`: `PresharedKey: KEY` or `PresharedKey KEY=` would
+            // otherwise split at the key's `=` padding and show the key.
+            let (key, value) = match (trimmed.split_once('='), secret_field(trimmed)) {
+                (Some((key, value)), Some(field)) if key.trim().eq_ignore_ascii_case(field) => {
+                    (key, value)
+                }
+                (_, Some(field)) => {
+                    self.problems.push(
+                        line,
+                        column(trimmed),
+                        format!(
+                            "this {field} line is not `{field} = KEY` (it is not shown: it may \
+                             hold a key)"
+                        ),
+                        Some(&format!(
+                            "write it as `{field} = ` followed by the key, as wg(8) reads it"
+                        )),
+                    );
+                    continue;
+                }
+                (Some((key, value)), None) => (key, value),
+                (None, None) => {
+                    self.problems.push(
+                        line,
+                        column(trimmed),
+                        format!("expected `Key = Value`, found {:?}", redact_keys(trimmed)),
+                        Some("comment the line out with # if it is not a setting"),
+                    );
+                    continue;
+                }
             };
             let value = value.trim();
             let entry = Entry {
@@ -237,7 +271,7 @@ impl<'f> Parser<'f> {
                 Section::Nothing => self.problems.push(
                     line,
                     1,
-                    format!("{} before the first section", entry.key),
+                    format!("{} before the first section", redact_keys(entry.key)),
                     Some("put it under [Interface] or [Peer]"),
                 ),
                 Section::Interface => self.interface_entry(&entry),
@@ -485,6 +519,60 @@ impl<'f> Parser<'f> {
     }
 }
 
+/// The settings whose values are secret keys.
+const SECRET_FIELDS: [&str; 2] = ["PrivateKey", "PresharedKey"];
+
+/// The secret field `line` starts with, in any case and however spaced or punctuated
+/// (`PrivateKey:`, `Private Key`, `private_key`), if any.
+fn secret_field(line: &str) -> Option<&'static str> {
+    let letters: String = line
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take("presharedkey".len())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    SECRET_FIELDS
+        .into_iter()
+        .find(|field| letters.starts_with(&field.to_ascii_lowercase()))
+}
+
+/// The shortest run of base64 characters [`redact_keys`] hides; a key is 43 of them and `=`.
+const KEY_LIKE_RUN: usize = 40;
+
+/// `text` with every run of [`KEY_LIKE_RUN`] or more base64 characters (and the `=` padding
+/// after it) replaced by "(redacted)": what a message shows of a line never shows a key, even
+/// from a line no rule expected.
+fn redact_keys(text: &str) -> std::borrow::Cow<'_, str> {
+    let base64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    let mut out = String::new();
+    let mut shown = 0;
+    let mut rest = text.char_indices().peekable();
+    while let Some((start, c)) = rest.next() {
+        if !base64(c) {
+            continue;
+        }
+        let mut end = start + 1;
+        while let Some(&(i, c)) = rest.peek().filter(|(_, c)| base64(*c)) {
+            end = i + c.len_utf8();
+            rest.next();
+        }
+        if end - start >= KEY_LIKE_RUN {
+            while let Some(&(i, _)) = rest.peek().filter(|(_, c)| *c == '=') {
+                end = i + 1;
+                rest.next();
+            }
+            out.push_str(&text[shown..start]);
+            out.push_str("(redacted)");
+            shown = end;
+        }
+    }
+    if shown == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[shown..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// A peer's name from a comment line above its `[Peer]`: `# phone`, `# Name = phone`, and
 /// the forms generators write: `### begin phone ###` (PiVPN), `### Client phone`
 /// (wireguard-install). `None` for a commented-out setting (`# Endpoint = ...`) or the
@@ -516,6 +604,8 @@ fn name_from_comment(comment: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     const PRIVATE: &str = "YAnz6N7eLtwMXw9JOuZUy0ohmrhCoQeZQXbaMFoc6mE=";
@@ -648,6 +738,101 @@ persistentkeepalive = off
         assert_eq!(imported.interfaces[0].peers[0].name, "peer1");
     }
 
+    /// A key on a line that is not `Field = KEY` was split at its `=` padding, and the note
+    /// about the "unknown setting" showed the whole key, on the terminal and in the header
+    /// comment of the written vpn.toml.
+    #[test]
+    fn malformed_secret_lines_never_show_the_key() {
+        let fresh = || Secret::generate_preshared().expose_base64();
+        // Where the key goes: KEY.
+        let forms = [
+            ("[Peer]", "PresharedKey KEY"),
+            ("[Peer]", "PresharedKey: KEY"),
+            ("[Peer]", "presharedkey\tKEY"),
+            ("[Peer]", "Preshared Key = KEY"),
+            ("[Peer]", "PresharedKeyKEY"),
+            ("[Interface]", "PrivateKey: KEY"),
+            ("[Interface]", "PrivateKey KEY"),
+            ("[Interface]", "private_key = KEY"),
+            ("[Tunnel]", "PrivateKey KEY"),
+            ("", "PrivateKey: KEY"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (i, (section, form)) in forms.iter().enumerate() {
+            let key = fresh();
+            let line = form.replace("KEY", &key);
+            let text = format!(
+                "[Interface]\nPrivateKey = {PRIVATE}\n[Peer]\nPublicKey = {PHONE}\n\
+                 {section}\n{line}\n"
+            );
+            let text = if section.is_empty() {
+                format!("{line}\n{text}")
+            } else {
+                text
+            };
+            let file = dir.path().join(format!("wg{i}.conf"));
+            fs::write(&file, &text).unwrap();
+            let mut shown = String::new();
+            match import_wg_quick(&file, None) {
+                Ok(imported) => {
+                    shown.push_str(&imported.notes.join("\n"));
+                    let out = dir.path().join(format!("out{i}"));
+                    match crate::import::write(&imported, &out, "vpn.toml") {
+                        Ok(written) => {
+                            shown.push_str(&fs::read_to_string(written.config).unwrap());
+                        }
+                        Err(e) => shown.push_str(&format!("{e:#}")),
+                    }
+                }
+                Err(e) => shown.push_str(&format!("{e:#}")),
+            }
+            for part in [&key[..], &key[..20], &key[23..43], &key[24..]] {
+                assert!(!shown.contains(part), "{line:?} shows {part:?}:\n{shown}");
+            }
+        }
+        // Each is refused (wg-quick refuses them too), and the message names the field.
+        let err = from_text(
+            path(),
+            "wg0",
+            &format!("[Interface]\nPrivateKey = {PRIVATE}\n[Peer]\nPublicKey = {PHONE}\nPresharedKey: {PSK}\n"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/wireguard/wg0.conf:5:1: this PresharedKey line is not `PresharedKey = KEY` (it \
+             is not shown: it may hold a key)\n  help: write it as `PresharedKey = ` followed \
+             by the key, as wg(8) reads it"
+        );
+    }
+
+    #[test]
+    fn what_is_shown_of_a_line_never_holds_a_key_like_run() {
+        assert_eq!(redact_keys("PostUp = echo hi"), "PostUp = echo hi");
+        assert_eq!(
+            redact_keys(&format!("Jc {PSK} and {PHONE}x")),
+            "Jc (redacted) and (redacted)x"
+        );
+        // 39 base64 characters are not a key; hyphens and dots break runs.
+        let short = "a".repeat(39);
+        assert_eq!(redact_keys(&short), short);
+        let script = "/usr/local/lib/wireguard-scripts/post-up.d/firewall.sh";
+        assert_eq!(redact_keys(script), script);
+        // A key in a malformed line, an unknown setting or a script is not shown.
+        let bare = &PHONE[..43];
+        let text = format!("[Interface]\nPrivateKey = {PRIVATE}\n{bare} garbage\n");
+        let err = from_text(path(), "wg0", &text).unwrap_err().to_string();
+        assert!(err.contains("found \"(redacted) garbage\""), "{err}");
+        let text =
+            format!("[Interface]\nPrivateKey = {PRIVATE}\nPostUp = echo {PSK}\n{PHONE} garbage\n");
+        let notes = from_text(path(), "wg0", &text).unwrap().notes.join("\n");
+        assert!(notes.contains("`PostUp = echo (redacted)`"), "{notes}");
+        assert!(notes.contains("`(redacted) = garbage`"), "{notes}");
+        assert!(
+            !notes.contains(&PSK[..20]) && !notes.contains(&PHONE[..20]),
+            "{notes}"
+        );
+    }
+
     #[test]
     fn malformed_lines_are_reported_together_with_line_and_column() {
         let text = format!(
@@ -742,7 +927,28 @@ Foo = bar
         );
         let err = import_wg_quick(&file, Some("a-name-longer-than-15")).unwrap_err();
         assert!(
-            err.to_string().contains("cannot name a network interface"),
+            err.to_string().starts_with(
+                "interface name \"a-name-longer-than-15\" is 21 bytes long; Linux allows at \
+                 most 15 (from --name)\n  help: give the interface a name of 1 to 15 bytes"
+            ),
+            "{err}"
+        );
+        for bad in [".", "..", "-wg0", "wg/0"] {
+            let err = import_wg_quick(&file, Some(bad)).unwrap_err();
+            assert!(
+                err.to_string().starts_with("interface name ")
+                    && err.to_string().contains("(from --name)"),
+                "{bad:?}: {err}"
+            );
+        }
+        let dotted = dir.path().join("..conf");
+        std::fs::write(&dotted, format!("[Interface]\nPrivateKey = {PRIVATE}\n")).unwrap();
+        let err = import_wg_quick(&dotted, None).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "interface name \".\" is not allowed (from the file name {})",
+                dotted.display()
+            )),
             "{err}"
         );
 

@@ -485,6 +485,7 @@ pub fn routes(iface: &WgInterface) -> anyhow::Result<Vec<IpNet>> {
 }
 
 fn interface_name(name: &str) -> anyhow::Result<InterfaceName> {
+    crate::link::check_name(name)?;
     name.parse()
         .map_err(|e| anyhow::anyhow!("{name} is not a valid interface name: {e}"))
 }
