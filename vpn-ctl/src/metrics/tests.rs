@@ -8,13 +8,14 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
     sync::oneshot,
+    task::JoinSet,
 };
 use vpn_common::{Action, Counter, Kind, Service};
 
@@ -468,24 +469,39 @@ impl Reply {
 
 /// Sends `request` raw and reads the response until the server closes the connection.
 async fn exchange(address: std::net::SocketAddr, request: &[u8]) -> Reply {
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+    try_exchange(address, request, Duration::from_secs(10))
         .await
-        .expect("no complete response within 10 s")
-        .unwrap();
-    let raw = String::from_utf8(raw).unwrap();
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`exchange`], failing instead of panicking, within `within`.
+async fn try_exchange(
+    address: std::net::SocketAddr,
+    request: &[u8],
+    within: Duration,
+) -> Result<Reply, String> {
+    let mut raw = Vec::new();
+    tokio::time::timeout(within, async {
+        let mut stream = TcpStream::connect(address).await?;
+        stream.write_all(request).await?;
+        stream.read_to_end(&mut raw).await
+    })
+    .await
+    .map_err(|_| format!("no complete response within {within:?}"))?
+    .map_err(|e| format!("the exchange failed: {e}"))?;
+    let raw = String::from_utf8(raw).map_err(|e| e.to_string())?;
     let (head, body) = raw
         .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head in {raw:?}"));
+        .ok_or_else(|| format!("no response head in {raw:?}"))?;
     let mut lines = head.lines();
-    let status = lines.next().unwrap()[9..12].parse().unwrap();
-    Reply {
+    let status = lines.next().unwrap()[9..12]
+        .parse()
+        .map_err(|_| format!("no status in {head:?}"))?;
+    Ok(Reply {
         status,
         headers: lines.map(str::to_ascii_lowercase).collect(),
         body: body.to_string(),
-    }
+    })
 }
 
 async fn get(address: std::net::SocketAddr, path: &str) -> Reply {
@@ -646,23 +662,333 @@ async fn a_failing_collection_is_a_500_and_the_next_scrape_works() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_limit_get_a_503() {
+async fn connections_beyond_the_limit_get_a_503_when_all_are_being_answered() {
+    let limits = Limits {
+        max_connections: 2,
+        header_read_timeout: Duration::from_secs(5),
+        ..short_limits()
+    };
+    // Collections take a second: both places are busy answering meanwhile.
+    let server = Server::start(Duration::from_secs(1), limits).await;
+    let held: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(get(server.address, "/metrics")))
+        .collect();
+    // Let the server accept both and start answering before the third arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(server.address, "/metrics").await.status, 503);
+    for held in held {
+        assert_eq!(held.await.unwrap().status, 200);
+    }
+    assert_eq!(get(server.address, "/metrics").await.status, 200);
+    server.stop().await;
+}
+
+/// Reads a keep-alive `/healthz` answer (which ends in `ok`) without waiting for the close.
+async fn read_healthz(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !answer.ends_with(b"\r\n\r\nok\n") {
+            assert_ne!(stream.read_buf(&mut answer).await.unwrap(), 0, "closed");
+        }
+    })
+    .await
+    .expect("no answer within 5 s");
+    String::from_utf8(answer).unwrap()
+}
+
+/// Whether the server closed `stream` (within `within`, reading nothing more).
+async fn closed(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut rest = [0; 64];
+    matches!(
+        tokio::time::timeout(within, stream.read(&mut rest)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// A connection to `address` from the loopback address `from` (all of 127.0.0.0/8 is local).
+async fn connect_from(from: [u8; 4], address: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    socket.connect(address).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_new_connection_takes_the_place_of_the_one_waiting_longest() {
     let limits = Limits {
         max_connections: 2,
         header_read_timeout: Duration::from_secs(5),
         ..short_limits()
     };
     let server = Server::start(Duration::ZERO, limits).await;
-    let _held: Vec<TcpStream> = vec![
-        TcpStream::connect(server.address).await.unwrap(),
-        TcpStream::connect(server.address).await.unwrap(),
-    ];
-    // Let the server accept both before the third arrives.
+    // A keep-alive connection that has had its answer and waits for its next request...
+    let mut idle = TcpStream::connect(server.address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_healthz(&mut idle).await.starts_with("HTTP/1.1 200 "));
+    // ...and, since later, one that is sending its head slowly.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut slow = TcpStream::connect(server.address).await.unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nhost: te")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(get(server.address, "/metrics").await.status, 503);
-    drop(_held);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Both places are taken, yet a new client gets its answer: the idle connection, waiting
+    // longest, made room.
     assert_eq!(get(server.address, "/metrics").await.status, 200);
+    assert!(closed(&mut idle, Duration::from_secs(1)).await);
+    // The slow client kept its place and gets its answer too.
+    slow.write_all(b"st\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer))
+        .await
+        .expect("no answer within 5 s")
+        .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200 "));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_source_with_the_most_waiting_connections_makes_room() {
+    let limits = Limits {
+        max_connections: 3,
+        header_read_timeout: Duration::from_secs(5),
+        ..short_limits()
+    };
+    let server = Server::start(Duration::ZERO, limits).await;
+    // 127.0.0.2's connection has waited longest, but 127.0.0.3 has two waiting.
+    let mut lone = connect_from([127, 0, 0, 2], server.address).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut first = connect_from([127, 0, 0, 3], server.address).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut second = connect_from([127, 0, 0, 3], server.address).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    assert_eq!(get(server.address, "/metrics").await.status, 200);
+    // 127.0.0.3's older connection made room; the others are still open.
+    assert!(closed(&mut first, Duration::from_secs(1)).await);
+    assert!(!closed(&mut lone, Duration::from_millis(200)).await);
+    assert!(!closed(&mut second, Duration::from_millis(200)).await);
+    server.stop().await;
+}
+
+// Slow and hostile clients: whatever they do, a scrape that sends its request at once gets
+// its answer within a second.
+
+const SCRAPE: &[u8] = b"GET /metrics HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n";
+
+/// Scrapes `/metrics` on a new connection every 200 ms for `duration`; returns how many
+/// scrapes there were and what went wrong with those that did not get a 200 within 1 s.
+async fn scrapes_meanwhile(
+    address: std::net::SocketAddr,
+    duration: Duration,
+) -> (usize, Vec<String>) {
+    let end = Instant::now() + duration;
+    let (mut scrapes, mut failures) = (0, Vec::new());
+    while Instant::now() < end {
+        let started = Instant::now();
+        scrapes += 1;
+        match try_exchange(address, SCRAPE, Duration::from_secs(1)).await {
+            Ok(reply) if reply.status == 200 => {}
+            Ok(reply) => failures.push(format!("{} after {:?}", reply.status, started.elapsed())),
+            Err(e) => failures.push(e),
+        }
+        tokio::time::sleep_until((started + Duration::from_millis(200)).into()).await;
+    }
+    (scrapes, failures)
+}
+
+/// A slowloris client: sends a request head one byte a second, never finishing it, and
+/// reconnects as soon as the server answers or closes the connection (counted in `ended`).
+async fn slowloris(address: std::net::SocketAddr, ended: Arc<AtomicUsize>) {
+    let head = b"GET /metrics HTTP/1.1\r\nhost: test\r\nx-slow: ";
+    loop {
+        let Ok(mut stream) = TcpStream::connect(address).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let mut answer = [0; 512];
+        for byte in head.iter().copied().chain(std::iter::repeat(b'a')) {
+            if stream.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            // Anything from the server (a 503, a 408, its closing) ends this connection.
+            let read = stream.read(&mut answer);
+            if tokio::time::timeout(Duration::from_secs(1), read)
+                .await
+                .is_ok()
+            {
+                break;
+            }
+        }
+        ended.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Starts `n` slowloris clients and gives them time to take every slot they can.
+async fn slowloris_clients(
+    address: std::net::SocketAddr,
+    n: usize,
+) -> (JoinSet<()>, Arc<AtomicUsize>) {
+    let ended = Arc::new(AtomicUsize::new(0));
+    let mut clients = JoinSet::new();
+    for _ in 0..n {
+        clients.spawn(slowloris(address, ended.clone()));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (clients, ended)
+}
+
+#[tokio::test]
+async fn slowloris_clients_beyond_the_connection_cap_do_not_block_scrapes() {
+    let server = Server::start(Duration::ZERO, Limits::default()).await;
+    let (mut clients, ended) = slowloris_clients(server.address, 40).await;
+    let (scrapes, failures) = scrapes_meanwhile(server.address, Duration::from_secs(5)).await;
+    assert!(
+        failures.is_empty(),
+        "{} of {scrapes} scrapes failed: {failures:?}",
+        failures.len()
+    );
+    // The attack was on: more clients than slots, so some were turned away.
+    assert!(ended.load(Ordering::SeqCst) > 0);
+    clients.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn twenty_concurrent_scrapes_get_through_slowloris_clients() {
+    let server = Server::start(Duration::from_millis(100), Limits::default()).await;
+    let (mut clients, _) = slowloris_clients(server.address, 40).await;
+    let scrapes: Vec<_> = (0..20)
+        .map(|_| {
+            let address = server.address;
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let reply = try_exchange(address, SCRAPE, Duration::from_secs(1)).await;
+                (reply.map(|r| r.status), started.elapsed())
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for scrape in scrapes {
+        let (status, took) = scrape.await.unwrap();
+        if status != Ok(200) {
+            failures.push(format!("{status:?} after {took:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 20 concurrent scrapes failed: {failures:?}",
+        failures.len()
+    );
+    clients.shutdown().await;
+    server.stop().await;
+}
+
+/// A client that sends a request line and then header lines without end, as fast as the
+/// server reads them, and reconnects when the server answers or closes the connection. Counts
+/// the connections (`floods`) and the answers that were not a 431 (`other`).
+async fn header_flood(
+    address: std::net::SocketAddr,
+    floods: Arc<AtomicUsize>,
+    other: Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let lines = b"x-flood: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(16);
+    loop {
+        let Ok(mut stream) = TcpStream::connect(address).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let (mut reader, mut writer) = stream.split();
+        let flood = async {
+            writer
+                .write_all(b"GET /metrics HTTP/1.1\r\nhost: test\r\n")
+                .await?;
+            loop {
+                writer.write_all(&lines).await?;
+            }
+            #[allow(unreachable_code)]
+            std::io::Result::Ok(())
+        };
+        let mut answer = Vec::new();
+        tokio::select! {
+            _ = flood => {}
+            _ = reader.read_buf(&mut answer) => {}
+        }
+        floods.fetch_add(1, Ordering::SeqCst);
+        if !answer.is_empty() && !answer.starts_with(b"HTTP/1.1 431 ") {
+            let answer = String::from_utf8_lossy(&answer[..answer.len().min(40)]).into_owned();
+            other.lock().unwrap().push(answer);
+        }
+    }
+}
+
+#[tokio::test]
+async fn header_floods_are_refused_and_do_not_block_scrapes() {
+    let server = Server::start(Duration::ZERO, Limits::default()).await;
+    let floods = Arc::new(AtomicUsize::new(0));
+    let other = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut clients = JoinSet::new();
+    for _ in 0..40 {
+        clients.spawn(header_flood(server.address, floods.clone(), other.clone()));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (scrapes, failures) = scrapes_meanwhile(server.address, Duration::from_secs(4)).await;
+    clients.shutdown().await;
+    assert!(
+        failures.is_empty(),
+        "{} of {scrapes} scrapes failed: {failures:?}",
+        failures.len()
+    );
+    let floods = floods.load(Ordering::SeqCst);
+    assert!(floods >= 40, "only {floods} floods ended");
+    let other = std::mem::take(&mut *other.lock().unwrap());
+    assert!(
+        other.is_empty(),
+        "answers to floods other than 431: {other:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn half_closed_connections_are_let_go_at_once() {
+    let server = Server::start(Duration::ZERO, Limits::default()).await;
+    // More connections than slots, each shutting its write side down after nothing, after
+    // part of a head, or after a whole request, and never closing.
+    let sent: [&[u8]; 3] = [
+        b"",
+        b"GET /metrics HTTP/1.1\r\nhost: te",
+        b"GET /metrics HTTP/1.1\r\nhost: test\r\n\r\n",
+    ];
+    let mut held = Vec::new();
+    for i in 0..48 {
+        let mut stream = TcpStream::connect(server.address).await.unwrap();
+        stream.write_all(sent[i % 3]).await.unwrap();
+        stream.shutdown().await.unwrap();
+        held.push(stream);
+    }
+    // The server closes every one of them well before the 10 s header timeout, answering
+    // the whole requests.
+    for (i, stream) in held.iter_mut().enumerate() {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer));
+        assert!(
+            read.await.is_ok(),
+            "half-closed connection {i} is still open after 2 s"
+        );
+        let answer = String::from_utf8_lossy(&answer[..answer.len().min(15)]).into_owned();
+        let expected = if i % 3 == 2 { "HTTP/1.1 200 OK" } else { "" };
+        assert_eq!(answer, expected, "half-closed connection {i}");
+    }
+    let (scrapes, failures) = scrapes_meanwhile(server.address, Duration::from_secs(1)).await;
+    assert!(
+        failures.is_empty(),
+        "{} of {scrapes} scrapes failed: {failures:?}",
+        failures.len()
+    );
     server.stop().await;
 }
 
