@@ -45,6 +45,43 @@ use crate::{
     key::{PublicKey, Secret},
 };
 
+/// The shortest run of base64 characters [`redact_keys`] hides; a key is 43 of them and `=`.
+const KEY_LIKE_RUN: usize = 40;
+
+/// `text` with every run of [`KEY_LIKE_RUN`] or more base64 characters (and the `=` padding
+/// after it) replaced by "(redacted)": what a message shows of a line never shows a key, even
+/// from a line no rule expected.
+pub(crate) fn redact_keys(text: &str) -> std::borrow::Cow<'_, str> {
+    let base64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    let mut out = String::new();
+    let mut shown = 0;
+    let mut rest = text.char_indices().peekable();
+    while let Some((start, c)) = rest.next() {
+        if !base64(c) {
+            continue;
+        }
+        let mut end = start + 1;
+        while let Some(&(i, c)) = rest.peek().filter(|(_, c)| base64(*c)) {
+            end = i + c.len_utf8();
+            rest.next();
+        }
+        if end - start >= KEY_LIKE_RUN {
+            while let Some(&(i, _)) = rest.peek().filter(|(_, c)| *c == '=') {
+                end = i + 1;
+                rest.next();
+            }
+            out.push_str(&text[shown..start]);
+            out.push_str("(redacted)");
+            shown = end;
+        }
+    }
+    if shown == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[shown..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// What an importer found: WireGuard interfaces in vpn-ctl's terms, and notes on the rest.
 #[derive(Debug, Clone)]
 pub struct Imported {
@@ -199,7 +236,11 @@ pub fn write(imported: &Imported, out_dir: &Path, config_name: &str) -> anyhow::
     Ok(Written {
         config,
         key_files,
-        notes: imported.notes.clone(),
+        notes: imported
+            .notes
+            .iter()
+            .map(|n| redact_keys(n).into_owned())
+            .collect(),
         problems,
     })
 }
@@ -352,7 +393,7 @@ fn header(imported: &Imported) -> String {
         h.push_str("#\n# Import notes:\n");
         for note in &imported.notes {
             // A note may quote a multi-line value; every line stays a comment.
-            let note: String = note
+            let note: String = redact_keys(note)
                 .chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .collect();

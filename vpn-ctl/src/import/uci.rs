@@ -98,11 +98,12 @@ pub struct UciOption {
 /// Parses UCI text into its sections (a later section with the same name adds to the
 /// earlier one, as libuci does). Stops at the first syntax error.
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Section>, Diagnostic> {
+    // A message quotes words of the file; a key pasted where a command was expected is not.
     let error = |at: (usize, usize), message: String, help: &str| Diagnostic {
         file: path.to_path_buf(),
         line: at.0,
         column: at.1,
-        message,
+        message: super::redact_keys(&message).into_owned(),
         help: Some(help.to_string()),
     };
     let mut sections: Vec<Section> = Vec::new();
@@ -886,6 +887,16 @@ config wireguard_wireguard
             text: text.to_string(),
             line,
             column,
+        }
+    }
+
+    #[test]
+    fn a_key_pasted_where_a_command_belongs_is_not_quoted() {
+        let text = format!("config interface 'wg0'\n\toption private_key\n{PRIVATE}\n");
+        let err = parse(Path::new("network"), &text).unwrap_err().to_string();
+        assert!(err.contains("network:3:1: unknown command"), "{err}");
+        for part in [PRIVATE, &PRIVATE[..20], &PRIVATE[20..]] {
+            assert!(!err.contains(part), "{err}");
         }
     }
 

@@ -36,7 +36,7 @@ use anyhow::bail;
 use super::{
     Error, Format, Imported, ImportedInterface, ImportedPeer, KEY_HELP, Problems, allowed_ip,
     check_duplicate_peers, check_host, parse_fwmark, parse_keepalive, parse_net, parse_port,
-    settle_peer_names,
+    redact_keys, settle_peer_names,
 };
 use crate::{
     config::Endpoint,
@@ -534,43 +534,6 @@ fn secret_field(line: &str) -> Option<&'static str> {
     SECRET_FIELDS
         .into_iter()
         .find(|field| letters.starts_with(&field.to_ascii_lowercase()))
-}
-
-/// The shortest run of base64 characters [`redact_keys`] hides; a key is 43 of them and `=`.
-const KEY_LIKE_RUN: usize = 40;
-
-/// `text` with every run of [`KEY_LIKE_RUN`] or more base64 characters (and the `=` padding
-/// after it) replaced by "(redacted)": what a message shows of a line never shows a key, even
-/// from a line no rule expected.
-fn redact_keys(text: &str) -> std::borrow::Cow<'_, str> {
-    let base64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
-    let mut out = String::new();
-    let mut shown = 0;
-    let mut rest = text.char_indices().peekable();
-    while let Some((start, c)) = rest.next() {
-        if !base64(c) {
-            continue;
-        }
-        let mut end = start + 1;
-        while let Some(&(i, c)) = rest.peek().filter(|(_, c)| base64(*c)) {
-            end = i + c.len_utf8();
-            rest.next();
-        }
-        if end - start >= KEY_LIKE_RUN {
-            while let Some(&(i, _)) = rest.peek().filter(|(_, c)| *c == '=') {
-                end = i + 1;
-                rest.next();
-            }
-            out.push_str(&text[shown..start]);
-            out.push_str("(redacted)");
-            shown = end;
-        }
-    }
-    if shown == 0 {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    out.push_str(&text[shown..]);
-    std::borrow::Cow::Owned(out)
 }
 
 /// A peer's name from a comment line above its `[Peer]`: `# phone`, `# Name = phone`, and
