@@ -16,6 +16,7 @@
 //!   `manage` masquerades full-tunnel clients; `down` restores the ruleset.
 
 #[path = "common/cli.rs"]
+#[allow(dead_code, reason = "shared by the end-to-end tests; each uses some")]
 mod cli;
 
 use std::{

@@ -15,6 +15,7 @@ use std::{
 };
 
 #[path = "common/cli.rs"]
+#[allow(dead_code, reason = "shared by the end-to-end tests; each uses some")]
 mod cli;
 
 use cli::{VPN_CTL, phone_up_with_vpn_ctl, stdout, vpn_ctl};

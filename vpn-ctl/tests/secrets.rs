@@ -20,7 +20,11 @@ use std::{
 
 use vpn_ctl_tests::{Netns, VethPair, kernel::Feature, run, unique_name};
 
-const VPN_CTL: &str = env!("CARGO_BIN_EXE_vpn-ctl");
+#[path = "common/cli.rs"]
+#[allow(dead_code, reason = "shared by the end-to-end tests; each uses some")]
+mod cli;
+
+use cli::{ALPHABET, VPN_CTL, base64, pubkey};
 
 /// A secret and the forms it could leak in.
 struct Known {
@@ -112,25 +116,6 @@ fn genkey(command: &str) -> String {
         .unwrap()
         .trim()
         .to_string()
-}
-
-fn pubkey(private: &str) -> String {
-    let mut child = Command::new(VPN_CTL)
-        .arg("pubkey")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(private.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 #[test]
@@ -398,28 +383,6 @@ fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> Option<String> {
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-}
-
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
 }
 
 fn unbase64(text: &str) -> Vec<u8> {
