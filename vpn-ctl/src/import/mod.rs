@@ -569,6 +569,24 @@ fn settle_peer_names(
     }
 }
 
+/// Text of the source for an error message, quoted: whole when it is one short word, else
+/// its first few characters. What a parser took for one word or line may have run on (an
+/// unclosed quote, a lost newline) over a key, which must not be shown.
+fn excerpt(text: &str) -> String {
+    const WHOLE_UP_TO: usize = 20;
+    const START: usize = 8;
+    if text.chars().count() <= WHOLE_UP_TO && !text.contains(char::is_whitespace) {
+        format!("{text:?}")
+    } else {
+        let start: String = text
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .take(START)
+            .collect();
+        format!("{start:?}...")
+    }
+}
+
 /// Two peers of one interface with the same public key are one peer to WireGuard.
 fn check_duplicate_peers(iface: &ImportedInterface, problems: &mut Problems<'_>) {
     for (i, peer) in iface.peers.iter().enumerate() {
@@ -578,7 +596,7 @@ fn check_duplicate_peers(iface: &ImportedInterface, problems: &mut Problems<'_>)
         {
             problems.push(
                 peer.line,
-                0,
+                1,
                 format!(
                     "this peer of {} has the same public key as the peer at line {}",
                     iface.name, first.line

@@ -27,7 +27,8 @@ use anyhow::Context as _;
 
 use super::{
     Error, Format, Imported, ImportedInterface, ImportedPeer, KEY_HELP, Problems,
-    check_duplicate_peers, parse_fwmark, parse_keepalive, parse_net, parse_port, settle_peer_names,
+    check_duplicate_peers, excerpt, parse_fwmark, parse_keepalive, parse_net, parse_port,
+    settle_peer_names,
 };
 use crate::{
     config::{Diagnostic, Endpoint},
@@ -159,7 +160,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Section>, Diagnostic> {
                 if kind.text.is_empty() || !kind.text.chars().all(is_type_char) {
                     return Err(error(
                         at(kind),
-                        format!("invalid section type {:?}", kind.text),
+                        format!("invalid section type {}", excerpt(&kind.text)),
                         "a type has letters, digits, '_' and '-' only",
                     ));
                 }
@@ -169,7 +170,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Section>, Diagnostic> {
                 {
                     return Err(error(
                         at(name),
-                        format!("invalid section name {:?}", name.text),
+                        format!("invalid section name {}", excerpt(&name.text)),
                         "a section name has letters, digits and '_' only",
                     ));
                 }
@@ -223,7 +224,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Section>, Diagnostic> {
                 if name.text.is_empty() || !name.text.chars().all(is_name_char) {
                     return Err(error(
                         at(name),
-                        format!("invalid option name {:?}", name.text),
+                        format!("invalid option name {}", excerpt(&name.text)),
                         "an option name has letters, digits and '_' only",
                     ));
                 }
@@ -237,7 +238,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Section>, Diagnostic> {
             other => {
                 return Err(error(
                     at(verb),
-                    format!("unknown command {other:?}"),
+                    format!("unknown command {}", excerpt(other)),
                     "a UCI line starts with config, option, list or package (or # for a comment)",
                 ));
             }
@@ -506,15 +507,18 @@ fn leftover_options(section: &Section, known: &[&str], notes: &mut Vec<String>) 
         if known.contains(&option.name.text.as_str()) {
             continue;
         }
-        let values: Vec<String> = if is_secret(&option.name.text) {
-            vec!["(redacted)".to_string()]
-        } else {
-            option
-                .values
-                .iter()
-                .map(|v| format!("'{}'", v.text))
-                .collect()
-        };
+        // A value that is a WireGuard key may be a private key under a mistyped name.
+        let is_key = |w: &Word| w.text.trim().parse::<Secret>().is_ok();
+        let values: Vec<String> =
+            if is_secret(&option.name.text) || option.values.iter().any(is_key) {
+                vec!["(redacted)".to_string()]
+            } else {
+                option
+                    .values
+                    .iter()
+                    .map(|v| format!("'{}'", v.text))
+                    .collect()
+            };
         notes.push(format!(
             "not carried over: line {}: {} {} {} of {}",
             option.name.line,
@@ -1218,8 +1222,48 @@ config wireguard_wg0
         let err = import(&text).unwrap_err();
         assert_eq!(err.diagnostics.len(), 1, "{err}");
         assert_eq!(err.diagnostics[0].line, 15);
+        // Found by tests/fuzz_parsers.rs: the place was line 15, column 0.
+        assert_eq!(err.diagnostics[0].column, 1);
         assert!(
             err.diagnostics[0].message.contains("peer at line 7"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_key_under_a_mistyped_option_name_is_not_noted() {
+        // Found by tests/fuzz_parsers.rs: `option private_k1ey '...'` is an unknown option,
+        // and its note quoted the value, a private key.
+        let text = seed_filled().replace("private_key", "private_k1ey");
+        let notes = import(&text).unwrap().notes.join("\n");
+        assert!(!notes.contains(PRIVATE), "{notes}");
+        assert!(notes.contains("option private_k1ey (redacted)"), "{notes}");
+    }
+
+    #[test]
+    fn a_word_that_runs_on_over_a_key_is_not_shown() {
+        // Found by tests/fuzz_parsers.rs: a stray quote joins the lines up to the next quote
+        // into one word, and the error quoted all of it, private key included.
+        let text = format!(
+            "config interface 'wg0'\n\toption proto 'wireguard'\nwg0'\n\toption listen_port \
+             '51820'\n\toption private_key '{PRIVATE}'\n\toption mtu '1420\n"
+        );
+        let err = import(&text).unwrap_err().to_string();
+        assert!(!err.contains(&PRIVATE[..12]), "{err}");
+        assert!(err.contains("unknown command \"wg0\"..."), "{err}");
+        // The same for section types and names, and option names.
+        for text in [
+            format!("config 'interface\n\toption private_key {PRIVATE}'\n"),
+            format!("config interface 'wg0\n\toption private_key {PRIVATE}'\n"),
+            format!("config interface 'wg0'\n\toption 'private_key {PRIVATE}'\n"),
+        ] {
+            let err = import(&text).unwrap_err().to_string();
+            assert!(!err.contains(&PRIVATE[..12]), "{err}");
+        }
+        // Short words are shown whole.
+        let err = import("config interface 'wg0'\n\toptoin proto 'x'\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown command \"optoin\""),
             "{err}"
         );
     }

@@ -30,8 +30,8 @@ use anyhow::{Context as _, bail};
 
 use super::{
     Error, Format, Imported, ImportedInterface, ImportedPeer, KEY_HELP, Problems, allowed_ip,
-    check_duplicate_peers, check_host, is_interface_name, parse_fwmark, parse_keepalive, parse_net,
-    parse_port, settle_peer_names,
+    check_duplicate_peers, check_host, excerpt, is_interface_name, parse_fwmark, parse_keepalive,
+    parse_net, parse_port, settle_peer_names,
 };
 use crate::{
     config::Endpoint,
@@ -128,10 +128,15 @@ impl Entry<'_> {
         self.value.split_whitespace().collect()
     }
 
-    /// The line, for notes; values of keys that may be secret are left out.
+    /// The line, for notes; values of keys that may be secret are left out, and so are
+    /// values that are a WireGuard key (a private key under a mistyped name).
     fn quoted(&self) -> String {
         let lower = self.key.to_ascii_lowercase();
-        if lower.contains("key") || lower.contains("psk") || lower.contains("password") {
+        if lower.contains("key")
+            || lower.contains("psk")
+            || lower.contains("password")
+            || self.compact().parse::<Secret>().is_ok()
+        {
             format!("`{} = (redacted)`", self.key)
         } else {
             format!("`{} = {}`", self.key, self.value)
@@ -202,11 +207,25 @@ impl<'f> Parser<'f> {
                         Section::Peer
                     }
                     _ => {
+                        // Only the header: a header that lost its newline or its `]` runs
+                        // on into a setting, maybe `PrivateKey = ...`.
+                        let header = section_header(trimmed);
+                        let message = if header.len() == trimmed.len() {
+                            format!("unknown section {trimmed}")
+                        } else {
+                            format!(
+                                "unknown section {header}... (the rest of the line is not shown: \
+                                 it may hold a key)"
+                            )
+                        };
                         self.problems.push(
                             line,
                             column(trimmed),
-                            format!("unknown section {trimmed}"),
-                            Some("wg-quick files have [Interface] and [Peer] sections only"),
+                            message,
+                            Some(
+                                "wg-quick files have [Interface] and [Peer] sections only, each \
+                                 header alone on its line",
+                            ),
                         );
                         Section::Unknown
                     }
@@ -217,7 +236,7 @@ impl<'f> Parser<'f> {
                 self.problems.push(
                     line,
                     column(trimmed),
-                    format!("expected `Key = Value`, found {trimmed:?}"),
+                    format!("expected `Key = Value`, found {}", excerpt(trimmed)),
                     Some("comment the line out with # if it is not a setting"),
                 );
                 continue;
@@ -485,6 +504,17 @@ impl<'f> Parser<'f> {
     }
 }
 
+/// The header at the start of a line that starts with `[`: up to its `]`, or up to the
+/// first space or `=` when it has none.
+fn section_header(line: &str) -> &str {
+    match line.find(']') {
+        Some(end) => &line[..=end],
+        None => line
+            .find(|c: char| c.is_whitespace() || c == '=')
+            .map_or(line, |end| &line[..end]),
+    }
+}
+
 /// A peer's name from a comment line above its `[Peer]`: `# phone`, `# Name = phone`, and
 /// the forms generators write: `### begin phone ###` (PiVPN), `### Client phone`
 /// (wireguard-install). `None` for a commented-out setting (`# Endpoint = ...`) or the
@@ -725,6 +755,51 @@ Foo = bar
         );
         let imported = from_text(path(), "wg0", &text).unwrap();
         assert_eq!(imported.interfaces[0].peers[0].name, "peer1");
+    }
+
+    #[test]
+    fn a_key_under_a_mistyped_name_is_not_noted() {
+        // Found by tests/fuzz_parsers.rs (the UCI importer's twin): the note on the unknown
+        // setting quoted its value, a private key.
+        let text = format!("[Interface]\nPrivateKey = {PRIVATE}\nPrivatKee = {PSK}\n");
+        let notes = from_text(path(), "wg0", &text).unwrap().notes.join("\n");
+        assert!(notes.contains("`PrivatKee = (redacted)`"), "{notes}");
+        let text = format!("[Interface]\nPrivateKey = {PRIVATE}\nSecret = {PSK}\n");
+        let notes = from_text(path(), "wg0", &text).unwrap().notes.join("\n");
+        assert!(notes.contains("`Secret = (redacted)`"), "{notes}");
+    }
+
+    #[test]
+    fn a_header_that_runs_on_into_a_setting_does_not_show_the_setting() {
+        // Found by tests/fuzz_parsers.rs: `[Interfa` (or a header whose newline was lost)
+        // followed by `PrivateKey = ...` put the private key into the error message.
+        for (text, shown) in [
+            (format!("[Interfa PrivateKey = {PRIVATE}\n"), "[Interfa..."),
+            (
+                format!("[Interfa\0\0PrivateKey={PRIVATE}\n"),
+                "[Interfa\0\0PrivateKey...",
+            ),
+            (
+                format!("[Interface] PrivateKey = {PRIVATE}\n"),
+                "[Interface]...",
+            ),
+        ] {
+            let err = from_text(path(), "wg0", &text).unwrap_err().to_string();
+            assert!(!err.contains(&PRIVATE[..12]), "{err}");
+            assert!(err.contains(&format!("unknown section {shown}")), "{err}");
+        }
+        // Found the same way: a setting without `=` was quoted whole.
+        let text = format!(
+            "[Interface]\nPrivateKey {}\n",
+            PRIVATE.trim_end_matches('=')
+        );
+        let err = from_text(path(), "wg0", &text).unwrap_err().to_string();
+        assert!(!err.contains(&PRIVATE[..12]), "{err}");
+        assert!(err.contains("found \"PrivateK\"..."), "{err}");
+        // A header alone on its line is shown whole.
+        let text = format!("[Interface]\nPrivateKey = {PRIVATE}\n[Peers]\n");
+        let err = from_text(path(), "wg0", &text).unwrap_err().to_string();
+        assert!(err.contains("unknown section [Peers]\n"), "{err}");
     }
 
     #[test]
