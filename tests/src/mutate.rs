@@ -238,6 +238,11 @@ pub enum Mutation {
     SetU32(Index, Index),
 }
 
+/// Up to `max` mutations, to [`apply`] to an input built by the test.
+pub fn mutations(max: usize) -> impl Strategy<Value = Vec<Mutation>> {
+    prop::collection::vec(mutation(), 0..=max)
+}
+
 fn mutation() -> impl Strategy<Value = Mutation> {
     let i = any::<Index>;
     prop_oneof![

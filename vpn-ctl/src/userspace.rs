@@ -1585,7 +1585,9 @@ mod fuzz {
                     }
                     let parts = split_peer_sections(&body);
                     assert_eq!(parts.concat(), body, "the parts are the body");
-                    let _ = parts.iter().map(|p| peer_of(p)).count();
+                    for part in &parts {
+                        let _ = peer_of(part);
+                    }
                 });
                 Ok(())
             },
