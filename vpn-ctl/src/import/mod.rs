@@ -587,6 +587,19 @@ fn excerpt(text: &str) -> String {
     }
 }
 
+/// Whether `text` holds a WireGuard key (44 base64 characters ending in `=`) anywhere: a
+/// private key in a value that ran on over several lines, or under a mistyped name.
+fn holds_key(text: &str) -> bool {
+    const KEY_LEN: usize = 44;
+    text.char_indices().any(|(end, c)| {
+        c == '='
+            && end + 1 >= KEY_LEN
+            && text
+                .get(end + 1 - KEY_LEN..=end)
+                .is_some_and(|w| w.parse::<Secret>().is_ok())
+    })
+}
+
 /// Two peers of one interface with the same public key are one peer to WireGuard.
 fn check_duplicate_peers(iface: &ImportedInterface, problems: &mut Problems<'_>) {
     for (i, peer) in iface.peers.iter().enumerate() {

@@ -27,8 +27,8 @@ use anyhow::Context as _;
 
 use super::{
     Error, Format, Imported, ImportedInterface, ImportedPeer, KEY_HELP, Problems,
-    check_duplicate_peers, excerpt, parse_fwmark, parse_keepalive, parse_net, parse_port,
-    settle_peer_names,
+    check_duplicate_peers, excerpt, holds_key, parse_fwmark, parse_keepalive, parse_net,
+    parse_port, settle_peer_names,
 };
 use crate::{
     config::{Diagnostic, Endpoint},
@@ -507,8 +507,9 @@ fn leftover_options(section: &Section, known: &[&str], notes: &mut Vec<String>) 
         if known.contains(&option.name.text.as_str()) {
             continue;
         }
-        // A value that is a WireGuard key may be a private key under a mistyped name.
-        let is_key = |w: &Word| w.text.trim().parse::<Secret>().is_ok();
+        // A value that holds a WireGuard key may be a private key under a mistyped name, or
+        // one swallowed by a quote left open.
+        let is_key = |w: &Word| holds_key(&w.text);
         let values: Vec<String> =
             if is_secret(&option.name.text) || option.values.iter().any(is_key) {
                 vec!["(redacted)".to_string()]
@@ -1238,6 +1239,15 @@ config wireguard_wg0
         let notes = import(&text).unwrap().notes.join("\n");
         assert!(!notes.contains(PRIVATE), "{notes}");
         assert!(notes.contains("option private_k1ey (redacted)"), "{notes}");
+        // Found by a longer run: a quote left open made a value of the lines up to the next
+        // quote, a private key among them, and the note on that option showed it.
+        let text = format!(
+            "config interface 'wg0'\n\toption proto 'wireguard'\n\toption ipaddr 'x\n\
+             \toption private_key '{PRIVATE}'\n\toption listen_port '51820'\n'\n"
+        );
+        let notes = import(&text).unwrap().notes.join("\n");
+        assert!(!notes.contains(&PRIVATE[..12]), "{notes}");
+        assert!(notes.contains("option ipaddr (redacted)"), "{notes}");
     }
 
     #[test]

@@ -30,8 +30,8 @@ use anyhow::{Context as _, bail};
 
 use super::{
     Error, Format, Imported, ImportedInterface, ImportedPeer, KEY_HELP, Problems, allowed_ip,
-    check_duplicate_peers, check_host, excerpt, is_interface_name, parse_fwmark, parse_keepalive,
-    parse_net, parse_port, settle_peer_names,
+    check_duplicate_peers, check_host, excerpt, holds_key, is_interface_name, parse_fwmark,
+    parse_keepalive, parse_net, parse_port, settle_peer_names,
 };
 use crate::{
     config::Endpoint,
@@ -129,17 +129,28 @@ impl Entry<'_> {
     }
 
     /// The line, for notes; values of keys that may be secret are left out, and so are
-    /// values that are a WireGuard key (a private key under a mistyped name).
+    /// values that hold a WireGuard key (a private key under a mistyped name). A name that
+    /// is not one word (a line without its `=`, split at a key's `=` padding) is cut short.
     fn quoted(&self) -> String {
         let lower = self.key.to_ascii_lowercase();
+        let name = if self.key.len() <= 32
+            && self
+                .key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            self.key.to_string()
+        } else {
+            excerpt(self.key)
+        };
         if lower.contains("key")
             || lower.contains("psk")
             || lower.contains("password")
-            || self.compact().parse::<Secret>().is_ok()
+            || holds_key(self.value)
         {
-            format!("`{} = (redacted)`", self.key)
+            format!("`{name} = (redacted)`")
         } else {
-            format!("`{} = {}`", self.key, self.value)
+            format!("`{name} = {}`", self.value)
         }
     }
 }
@@ -767,6 +778,14 @@ Foo = bar
         let text = format!("[Interface]\nPrivateKey = {PRIVATE}\nSecret = {PSK}\n");
         let notes = from_text(path(), "wg0", &text).unwrap().notes.join("\n");
         assert!(notes.contains("`Secret = (redacted)`"), "{notes}");
+        // Found by a longer run: `PresharedKey <key>` without its `=` is split at the key's
+        // own `=` padding, and the note quoted the "name", key included.
+        let text = format!(
+            "[Interface]\nPrivateKey = {PRIVATE}\n[Peer]\nPublicKey = {PHONE}\nPresharedKey \0 {PSK}\n"
+        );
+        let notes = from_text(path(), "wg0", &text).unwrap().notes.join("\n");
+        assert!(!notes.contains(&PSK[..12]), "{notes}");
+        assert!(notes.contains("`\"Preshare\"... = (redacted)`"), "{notes}");
     }
 
     #[test]
