@@ -55,10 +55,16 @@ pub const CASE_LIMIT: Duration = Duration::from_secs(10);
 
 /// The run's configuration: `cases` unless `PROPTEST_CASES` says otherwise, a fixed seed
 /// unless `PROPTEST_RNG_SEED` gives one, shrinking bounded in time, no persistence files.
+/// In the QEMU guest (`cargo xtask guest`, software emulation) a tenth of the cases: the
+/// host suite runs them all, the guest only tries its own kernel.
 pub fn config(cases: u32) -> Config {
     let mut config = Config::default();
     if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
+        config.cases = if std::env::var_os(crate::kernel::GUEST_ENV).is_some() {
+            cases.div_ceil(10)
+        } else {
+            cases
+        };
     }
     if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
         config.rng_seed = RngSeed::Fixed(DEFAULT_SEED);
@@ -68,6 +74,13 @@ pub fn config(cases: u32) -> Config {
     }
     config.failure_persistence = None;
     config
+}
+
+/// Whether this run has the default number of cases (no `PROPTEST_CASES`, not the guest):
+/// what checks of a run's coverage (every kind reached...) are calibrated for.
+pub fn default_run() -> bool {
+    std::env::var_os("PROPTEST_CASES").is_none()
+        && std::env::var_os(crate::kernel::GUEST_ENV).is_none()
 }
 
 /// Runs the property `test` on `cases` inputs from `strategy` (see [`config`]); on a

@@ -157,7 +157,7 @@ fn classify_is_consistent_on_built_mutated_and_random_frames() {
     });
     // The generators reach every kind, and the oracle has a say in many cases.
     let seen = seen.into_inner().unwrap();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
+    if mutate::default_run() {
         let missing: Vec<Kind> = Kind::ALL
             .into_iter()
             .filter(|k| !seen.contains(k))

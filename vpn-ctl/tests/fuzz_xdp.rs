@@ -211,7 +211,7 @@ fn the_loaded_program_and_the_host_rules_agree_on_every_frame() {
     );
     // Every action of the policies was taken by both sides.
     let seen = seen.into_inner();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
+    if mutate::default_run() {
         for action in ["pass", "drop_malformed", "drop_denied", "drop_not_allowed"] {
             assert!(
                 seen.get(action).copied().unwrap_or(0) > 10,
