@@ -105,11 +105,16 @@ fn assert_no_secret(what: &str, output: &str) {
     }
 }
 
-/// Panics when `output` shows a secret that `input` holds only under a name that says it
-/// is secret (`is_secret_line`): importers redact those values and may echo others.
+/// Panics when `output` shows most of a secret that `input` holds only under a name that
+/// says it is secret (`is_secret_line`): importers redact those values and may echo others.
+/// A mangled line can run into another one (a quote left open, a lost `]` or newline, a
+/// splice that makes a valid public key of half a private key) and a piece of its key then
+/// shows in what is said about that other line; pieces of 32 characters (192 bits) or more
+/// never do.
 fn assert_redacted(what: &str, input: &str, output: &str, is_secret_line: fn(&str) -> bool) {
     for secret in [PRIVATE, PSK] {
-        for piece in windows(secret) {
+        let pieces = (0..=secret.len() - 32).map(|i| &secret[i..i + 32]);
+        for piece in pieces {
             if !output.contains(piece) {
                 continue;
             }

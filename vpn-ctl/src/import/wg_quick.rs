@@ -128,12 +128,10 @@ impl Entry<'_> {
         self.value.split_whitespace().collect()
     }
 
-    /// The line, for notes; values of keys that may be secret are left out, and so are
-    /// values that hold a WireGuard key (a private key under a mistyped name). A name that
-    /// is not one word (a line without its `=`, split at a key's `=` padding) is cut short.
-    fn quoted(&self) -> String {
-        let lower = self.key.to_ascii_lowercase();
-        let name = if self.key.len() <= 32
+    /// The key, for messages: whole when it is one plain word, else an excerpt (a line
+    /// without its `=` is split at a key's `=` padding, and its "name" holds the key).
+    fn name(&self) -> String {
+        if self.key.len() <= 32
             && self
                 .key
                 .chars()
@@ -142,7 +140,15 @@ impl Entry<'_> {
             self.key.to_string()
         } else {
             excerpt(self.key)
-        };
+        }
+    }
+
+    /// The line, for notes; values of keys that may be secret are left out, and so are
+    /// values that hold a WireGuard key (a private key under a mistyped name). A name that
+    /// is not one word (a line without its `=`, split at a key's `=` padding) is cut short.
+    fn quoted(&self) -> String {
+        let lower = self.key.to_ascii_lowercase();
+        let name = self.name();
         if lower.contains("key")
             || lower.contains("psk")
             || lower.contains("password")
@@ -267,7 +273,7 @@ impl<'f> Parser<'f> {
                 Section::Nothing => self.problems.push(
                     line,
                     1,
-                    format!("{} before the first section", entry.key),
+                    format!("{} before the first section", entry.name()),
                     Some("put it under [Interface] or [Peer]"),
                 ),
                 Section::Interface => self.interface_entry(&entry),
@@ -286,7 +292,7 @@ impl<'f> Parser<'f> {
                 self.problems.push(
                     entry.line,
                     entry.column,
-                    format!("{}: {message}", entry.key),
+                    format!("{}: {message}", entry.name()),
                     None,
                 );
                 None
@@ -304,7 +310,7 @@ impl<'f> Parser<'f> {
                 self.problems.push(
                     entry.line,
                     entry.column,
-                    format!("{}: {e}", entry.key),
+                    format!("{}: {e}", entry.name()),
                     Some(KEY_HELP),
                 );
                 None
@@ -516,13 +522,12 @@ impl<'f> Parser<'f> {
 }
 
 /// The header at the start of a line that starts with `[`: up to its `]`, or up to the
-/// first space or `=` when it has none.
+/// first space or `=` when that comes first (`[PrivateKey = ...]` is no header).
 fn section_header(line: &str) -> &str {
-    match line.find(']') {
-        Some(end) => &line[..=end],
-        None => line
-            .find(|c: char| c.is_whitespace() || c == '=')
-            .map_or(line, |end| &line[..end]),
+    match line.find(|c: char| c == ']' || c == '=' || c.is_whitespace()) {
+        Some(end) if line[end..].starts_with(']') => &line[..=end],
+        Some(end) => &line[..end],
+        None => line,
     }
 }
 
@@ -786,6 +791,17 @@ Foo = bar
         let notes = from_text(path(), "wg0", &text).unwrap().notes.join("\n");
         assert!(!notes.contains(&PSK[..12]), "{notes}");
         assert!(notes.contains("`\"Preshare\"... = (redacted)`"), "{notes}");
+        // The same before the first section, and a key given where an address belongs.
+        let text = format!("PrivateKey < {PRIVATE}\n[Interface]\nAddress = {PSK}\n");
+        let err = from_text(path(), "wg0", &text).unwrap_err().to_string();
+        assert!(
+            !err.contains(&PRIVATE[..12]) && !err.contains(&PSK[..12]),
+            "{err}"
+        );
+        assert!(
+            err.contains("a value that holds a key (not shown) is not an IP"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -794,6 +810,7 @@ Foo = bar
         // followed by `PrivateKey = ...` put the private key into the error message.
         for (text, shown) in [
             (format!("[Interfa PrivateKey = {PRIVATE}\n"), "[Interfa..."),
+            (format!("[PrivateKey = {PRIVATE}Peer]\n"), "[PrivateKey..."),
             (
                 format!("[Interfa\0\0PrivateKey={PRIVATE}\n"),
                 "[Interfa\0\0PrivateKey...",
