@@ -6,6 +6,8 @@
 //! toolchain is installed.
 
 pub mod kernel;
+#[cfg(feature = "fuzz")]
+pub mod mutate;
 pub mod payload;
 
 use std::{

@@ -154,6 +154,7 @@ pub fn trace(ruleset: &Ruleset, probe: &Probe, nat: bool) -> Fate {
         probe,
         maybe_accept: Vec::new(),
         maybe_drop: Vec::new(),
+        steps: 0,
     };
     for base in bases {
         match walk.chain(base, &mut Vec::new(), 0) {
@@ -282,11 +283,20 @@ const PROTOCOLS: &[(&str, u64)] = &[
     ("udplite", 136),
 ];
 
+/// Chains entered and rules read in one [`trace`], at most. A walk follows every path of
+/// jumps (16 deep, as the kernel's jump stack), so chains that jump to each other several
+/// times would take exponential time; the kernel refuses loops, but a listing is only text.
+/// A real ruleset needs hundreds to a few thousand steps; past the budget a jump is not
+/// followed, as past the depth limit.
+const STEP_BUDGET: usize = 10_000;
+
 struct Walk<'a> {
     ruleset: &'a Ruleset,
     probe: &'a Probe,
     maybe_accept: Vec<Blame>,
     maybe_drop: Vec<Blame>,
+    /// Chains entered and rules read so far (see [`STEP_BUDGET`]).
+    steps: usize,
 }
 
 impl Walk<'_> {
@@ -311,10 +321,12 @@ impl Walk<'_> {
     }
 
     fn chain(&mut self, chain: &Chain, via: &mut Vec<String>, depth: usize) -> Flow {
-        if depth > 16 {
+        self.steps += 1;
+        if depth > 16 || self.steps > STEP_BUDGET {
             return Flow::Continue;
         }
         for rule in self.ruleset.rules_of(chain) {
+            self.steps += 1;
             if let Some(flow) = self.rule(chain, rule, via, depth) {
                 return flow;
             }
@@ -749,6 +761,41 @@ mod tests {
         };
         assert_eq!(by.rule.map(|(handle, _)| handle), Some(3));
         assert!(unless.is_empty());
+    }
+
+    #[test]
+    fn chains_that_jump_to_each_other_many_times_are_walked_in_bounded_time() {
+        // Found by tests/fuzz_parsers.rs: every path of jumps was followed 16 deep, so a
+        // chain with four `jump` rules to itself took 4^16 walks (it never finished). The
+        // kernel refuses loops, but a listing is only text; a wide tree of jumps does it too.
+        let mut objects = vec![
+            chain("input", Some(("input", 0, "accept"))),
+            chain("loop", None),
+            rule(
+                "input",
+                1,
+                serde_json::json!([{"jump": {"target": "loop"}}]),
+            ),
+            rule("input", 9, serde_json::json!([{"drop": null}])),
+        ];
+        for handle in 2..6 {
+            objects.push(rule(
+                "loop",
+                handle,
+                serde_json::json!([{"jump": {"target": "loop"}}]),
+            ));
+        }
+        let started = std::time::Instant::now();
+        let fate = fate(objects, &wireguard_in("wan"), Family::V4);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let Fate::Dropped { by, .. } = fate else {
+            panic!("the rule after the jump drops it: {fate:?}")
+        };
+        assert_eq!(by.rule.map(|(handle, _)| handle), Some(9));
     }
 
     #[test]

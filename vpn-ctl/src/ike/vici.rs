@@ -130,8 +130,26 @@ impl fmt::Display for ViciValue {
     }
 }
 
+/// Sections and lists nested deeper than this are refused. charon's answers nest a few
+/// levels; decoding recurses once per level, and a message of nested sections (3 bytes
+/// each) would overflow the stack (an abort, not an error) long before any size limit.
+pub const MAX_NESTING: usize = 64;
+
+thread_local! {
+    /// How deep the [`ViciValue`] being decoded on this thread is (decoding is synchronous).
+    static NESTING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl<'de> Deserialize<'de> for ViciValue {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<ViciValue, D::Error> {
+        /// Leaves a level on drop, also when decoding fails.
+        struct Level(usize);
+        impl Drop for Level {
+            fn drop(&mut self) {
+                NESTING.set(self.0);
+            }
+        }
+
         struct Visitor;
         impl<'de> de::Visitor<'de> for Visitor {
             type Value = ViciValue;
@@ -167,6 +185,15 @@ impl<'de> Deserialize<'de> for ViciValue {
                 Ok(ViciValue::Section(section))
             }
         }
+
+        let depth = NESTING.get();
+        if depth >= MAX_NESTING {
+            return Err(de::Error::custom(format!(
+                "VICI message nested more than {MAX_NESTING} levels deep"
+            )));
+        }
+        NESTING.set(depth + 1);
+        let _level = Level(depth);
         deserializer.deserialize_any(Visitor)
     }
 }

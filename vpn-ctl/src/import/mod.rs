@@ -474,8 +474,12 @@ const KEY_HELP: &str = "copy the key again from its source; `wg show` prints the
 /// An address or network as `ip` and `wg` accept it: `10.8.0.1/24`, or a bare address,
 /// which stands for itself (`/32`, `/128`).
 fn parse_net(s: &str) -> Result<IpNet, String> {
-    let invalid =
-        || format!("{s:?} is not an IP address or network (e.g. 10.8.0.2/32 or fd08::2/128)");
+    let invalid = || {
+        format!(
+            "{} is not an IP address or network (e.g. 10.8.0.2/32 or fd08::2/128)",
+            shown(s)
+        )
+    };
     // std's address parser, as strict as inet_pton(3): no `10.0.0.03`.
     let (addr, prefix) = match s.split_once('/') {
         Some((addr, prefix)) => (addr, Some(prefix)),
@@ -502,7 +506,10 @@ fn parse_fwmark(s: &str) -> Result<Option<u32>, String> {
         None => s.parse(),
     }
     .map_err(|_| {
-        format!("{s:?} is not a firewall mark (a number such as 51820 or 0xca6c, or off)")
+        format!(
+            "{} is not a firewall mark (a number such as 51820 or 0xca6c, or off)",
+            shown(s)
+        )
     })?;
     Ok((mark != 0).then_some(mark))
 }
@@ -512,16 +519,19 @@ fn parse_keepalive(s: &str) -> Result<Option<u16>, String> {
     if s.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    let secs: u16 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a keepalive interval (seconds, 1-65535, or off)"))?;
+    let secs: u16 = s.parse().map_err(|_| {
+        format!(
+            "{} is not a keepalive interval (seconds, 1-65535, or off)",
+            shown(s)
+        )
+    })?;
     Ok((secs != 0).then_some(secs))
 }
 
 /// A UDP port other than 0.
 fn parse_port(s: &str) -> Result<u16, String> {
     match s.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("{s:?} is not a UDP port (1-65535)")),
+        Ok(0) | Err(_) => Err(format!("{} is not a UDP port (1-65535)", shown(s))),
         Ok(port) => Ok(port),
     }
 }
@@ -544,7 +554,10 @@ fn check_host(host: &str) -> Result<(), String> {
     if is_name {
         Ok(())
     } else {
-        Err(format!("{host:?} is not an IP address or a DNS name"))
+        Err(format!(
+            "{} is not an IP address or a DNS name",
+            shown(host)
+        ))
     }
 }
 
@@ -627,6 +640,47 @@ fn settle_peer_names(
     }
 }
 
+/// Text of the source for an error message, quoted: whole when it is one short word, else
+/// its first few characters. What a parser took for one word or line may have run on (an
+/// unclosed quote, a lost newline) over a key, which must not be shown.
+fn excerpt(text: &str) -> String {
+    const WHOLE_UP_TO: usize = 20;
+    const START: usize = 8;
+    if text.chars().count() <= WHOLE_UP_TO && !text.contains(char::is_whitespace) {
+        format!("{text:?}")
+    } else {
+        let start: String = text
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .take(START)
+            .collect();
+        format!("{start:?}...")
+    }
+}
+
+/// Whether `text` holds a WireGuard key (44 base64 characters ending in `=`) anywhere: a
+/// private key in a value that ran on over several lines, or under a mistyped name.
+fn holds_key(text: &str) -> bool {
+    const KEY_LEN: usize = 44;
+    text.char_indices().any(|(end, c)| {
+        c == '='
+            && end + 1 >= KEY_LEN
+            && text
+                .get(end + 1 - KEY_LEN..=end)
+                .is_some_and(|w| w.parse::<Secret>().is_ok())
+    })
+}
+
+/// A value for an error message: quoted, unless it holds a key (a quote left open or a
+/// lost newline can put a private key into any value).
+fn shown(value: &str) -> String {
+    if holds_key(value) {
+        "a value that holds a key (not shown)".to_string()
+    } else {
+        format!("{value:?}")
+    }
+}
+
 /// Two peers of one interface with the same public key are one peer to WireGuard.
 fn check_duplicate_peers(iface: &ImportedInterface, problems: &mut Problems<'_>) {
     for (i, peer) in iface.peers.iter().enumerate() {
@@ -636,7 +690,7 @@ fn check_duplicate_peers(iface: &ImportedInterface, problems: &mut Problems<'_>)
         {
             problems.push(
                 peer.line,
-                0,
+                1,
                 format!(
                     "this peer of {} has the same public key as the peer at line {}",
                     iface.name, first.line

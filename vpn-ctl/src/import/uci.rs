@@ -25,7 +25,8 @@ use std::path::Path;
 
 use super::{
     Error, Format, Imported, ImportedInterface, ImportedPeer, KEY_HELP, Problems,
-    check_duplicate_peers, parse_fwmark, parse_keepalive, parse_net, parse_port, settle_peer_names,
+    check_duplicate_peers, excerpt, holds_key, parse_fwmark, parse_keepalive, parse_net,
+    parse_port, settle_peer_names,
 };
 use crate::{
     config::{Diagnostic, Endpoint},
@@ -158,7 +159,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Section>, Diagnostic> {
                 if kind.text.is_empty() || !kind.text.chars().all(is_type_char) {
                     return Err(error(
                         at(kind),
-                        format!("invalid section type {:?}", kind.text),
+                        format!("invalid section type {}", excerpt(&kind.text)),
                         "a type has letters, digits, '_' and '-' only",
                     ));
                 }
@@ -168,7 +169,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Section>, Diagnostic> {
                 {
                     return Err(error(
                         at(name),
-                        format!("invalid section name {:?}", name.text),
+                        format!("invalid section name {}", excerpt(&name.text)),
                         "a section name has letters, digits and '_' only",
                     ));
                 }
@@ -222,7 +223,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Section>, Diagnostic> {
                 if name.text.is_empty() || !name.text.chars().all(is_name_char) {
                     return Err(error(
                         at(name),
-                        format!("invalid option name {:?}", name.text),
+                        format!("invalid option name {}", excerpt(&name.text)),
                         "an option name has letters, digits and '_' only",
                     ));
                 }
@@ -236,7 +237,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Section>, Diagnostic> {
             other => {
                 return Err(error(
                     at(verb),
-                    format!("unknown command {other:?}"),
+                    format!("unknown command {}", excerpt(other)),
                     "a UCI line starts with config, option, list or package (or # for a comment)",
                 ));
             }
@@ -505,15 +506,19 @@ fn leftover_options(section: &Section, known: &[&str], notes: &mut Vec<String>) 
         if known.contains(&option.name.text.as_str()) {
             continue;
         }
-        let values: Vec<String> = if is_secret(&option.name.text) {
-            vec!["(redacted)".to_string()]
-        } else {
-            option
-                .values
-                .iter()
-                .map(|v| format!("'{}'", v.text))
-                .collect()
-        };
+        // A value that holds a WireGuard key may be a private key under a mistyped name, or
+        // one swallowed by a quote left open.
+        let is_key = |w: &Word| holds_key(&w.text);
+        let values: Vec<String> =
+            if is_secret(&option.name.text) || option.values.iter().any(is_key) {
+                vec!["(redacted)".to_string()]
+            } else {
+                option
+                    .values
+                    .iter()
+                    .map(|v| format!("'{}'", v.text))
+                    .collect()
+            };
         notes.push(format!(
             "not carried over: line {}: {} {} {} of {}",
             option.name.line,
@@ -723,10 +728,18 @@ fn peer(
         .map_or_else(String::new, |h| format!(" {h:?}"));
 
     if r.parsed("disabled", parse_bool) == Some(true) {
+        // Not shown when it is not a public key but holds a key: a quote left open may have
+        // swallowed the private key.
         let public_key = section
             .option("public_key")
             .and_then(|o| o.values.last())
-            .map_or("none", |w| w.text.as_str());
+            .map_or("none".to_string(), |w| {
+                if w.text.parse::<PublicKey>().is_err() && holds_key(&w.text) {
+                    "(not shown: it holds a key)".to_string()
+                } else {
+                    w.text.clone()
+                }
+            });
         let allowed: Vec<&str> = r.many("allowed_ips").into_iter().map(|(_, p)| p).collect();
         notes.push(format!(
             "not carried over: line {}: peer{called} of {iface} is disabled (option disabled \
@@ -1227,8 +1240,69 @@ config wireguard_wg0
         let err = import(&text).unwrap_err();
         assert_eq!(err.diagnostics.len(), 1, "{err}");
         assert_eq!(err.diagnostics[0].line, 15);
+        // Found by tests/fuzz_parsers.rs: the place was line 15, column 0.
+        assert_eq!(err.diagnostics[0].column, 1);
         assert!(
             err.diagnostics[0].message.contains("peer at line 7"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_key_under_a_mistyped_option_name_is_not_noted() {
+        // Found by tests/fuzz_parsers.rs: `option private_k1ey '...'` is an unknown option,
+        // and its note quoted the value, a private key.
+        let text = seed_filled().replace("private_key", "private_k1ey");
+        let notes = import(&text).unwrap().notes.join("\n");
+        assert!(!notes.contains(PRIVATE), "{notes}");
+        assert!(notes.contains("option private_k1ey (redacted)"), "{notes}");
+        // Found by a longer run: a quote left open made a value of the lines up to the next
+        // quote, a private key among them, and the note on that option showed it.
+        let text = format!(
+            "config interface 'wg0'\n\toption proto 'wireguard'\n\toption ipaddr 'x\n\
+             \toption private_key '{PRIVATE}'\n\toption listen_port '51820'\n'\n"
+        );
+        let notes = import(&text).unwrap().notes.join("\n");
+        assert!(!notes.contains(&PRIVATE[..12]), "{notes}");
+        assert!(notes.contains("option ipaddr (redacted)"), "{notes}");
+        // The same in the public key of a disabled peer (found by PROPTEST_RNG_SEED=4).
+        let text = format!(
+            "{}\nconfig wireguard_wireguard\n\toption disabled '1'\n\toption public_key 'x\n\
+             \toption private_key '{PRIVATE}'\n'\n",
+            seed_filled()
+        );
+        let notes = import(&text).unwrap().notes.join("\n");
+        assert!(!notes.contains(&PRIVATE[..12]), "{notes}");
+        assert!(
+            notes.contains("public key (not shown: it holds a key)"),
+            "{notes}"
+        );
+    }
+
+    #[test]
+    fn a_word_that_runs_on_over_a_key_is_not_shown() {
+        // Found by tests/fuzz_parsers.rs: a stray quote joins the lines up to the next quote
+        // into one word, and the error quoted all of it, private key included.
+        let text = format!(
+            "config interface 'wg0'\n\toption proto 'wireguard'\nwg0'\n\toption listen_port \
+             '51820'\n\toption private_key '{PRIVATE}'\n\toption mtu '1420\n"
+        );
+        let err = import(&text).unwrap_err().to_string();
+        assert!(!err.contains(&PRIVATE[..12]), "{err}");
+        assert!(err.contains("unknown command \"wg0\"..."), "{err}");
+        // The same for section types and names, and option names.
+        for text in [
+            format!("config 'interface\n\toption private_key {PRIVATE}'\n"),
+            format!("config interface 'wg0\n\toption private_key {PRIVATE}'\n"),
+            format!("config interface 'wg0'\n\toption 'private_key {PRIVATE}'\n"),
+        ] {
+            let err = import(&text).unwrap_err().to_string();
+            assert!(!err.contains(&PRIVATE[..12]), "{err}");
+        }
+        // Short words are shown whole.
+        let err = import("config interface 'wg0'\n\toptoin proto 'x'\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown command \"optoin\""),
             "{err}"
         );
     }

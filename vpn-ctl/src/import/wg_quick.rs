@@ -35,8 +35,8 @@ use anyhow::bail;
 
 use super::{
     Error, Format, Imported, ImportedInterface, ImportedPeer, KEY_HELP, Problems, allowed_ip,
-    check_duplicate_peers, check_host, parse_fwmark, parse_keepalive, parse_net, parse_port,
-    redact_keys, settle_peer_names,
+    check_duplicate_peers, check_host, excerpt, holds_key, parse_fwmark, parse_keepalive,
+    parse_net, parse_port, redact_keys, settle_peer_names,
 };
 use crate::{
     config::Endpoint,
@@ -137,15 +137,38 @@ impl Entry<'_> {
         self.value.split_whitespace().collect()
     }
 
-    /// The line, for notes; values of keys that may be secret are left out, and so is
-    /// anything that looks like a key ([`redact_keys`]).
+    /// The key, for messages: whole when it is one plain word, else an excerpt (a line
+    /// without its `=` is split at a key's `=` padding, and its "name" holds the key).
+    fn name(&self) -> String {
+        if self.key.len() <= 32
+            && self
+                .key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            self.key.to_string()
+        } else if matches!(redact_keys(self.key), std::borrow::Cow::Owned(_)) {
+            // Not even the first characters of what looks like a key.
+            "(redacted)".to_string()
+        } else {
+            excerpt(self.key)
+        }
+    }
+
+    /// The line, for notes; values of keys that may be secret are left out, and so are
+    /// values that hold a WireGuard key (a private key under a mistyped name). A name that
+    /// is not one word (a line without its `=`, split at a key's `=` padding) is cut short.
     fn quoted(&self) -> String {
         let lower = self.key.to_ascii_lowercase();
-        let key = redact_keys(self.key);
-        if lower.contains("key") || lower.contains("psk") || lower.contains("password") {
-            format!("`{key} = (redacted)`")
+        let name = self.name();
+        if lower.contains("key")
+            || lower.contains("psk")
+            || lower.contains("password")
+            || holds_key(self.value)
+        {
+            format!("`{name} = (redacted)`")
         } else {
-            format!("`{key} = {}`", redact_keys(self.value))
+            format!("`{name} = {}`", redact_keys(self.value))
         }
     }
 }
@@ -213,11 +236,25 @@ impl<'f> Parser<'f> {
                         Section::Peer
                     }
                     _ => {
+                        // Only the header: a header that lost its newline or its `]` runs
+                        // on into a setting, maybe `PrivateKey = ...`.
+                        let header = section_header(trimmed);
+                        let message = if header.len() == trimmed.len() {
+                            format!("unknown section {trimmed}")
+                        } else {
+                            format!(
+                                "unknown section {header}... (the rest of the line is not shown: \
+                                 it may hold a key)"
+                            )
+                        };
                         self.problems.push(
                             line,
                             column(trimmed),
-                            format!("unknown section {}", redact_keys(trimmed)),
-                            Some("wg-quick files have [Interface] and [Peer] sections only"),
+                            message,
+                            Some(
+                                "wg-quick files have [Interface] and [Peer] sections only, each \
+                                 header alone on its line",
+                            ),
                         );
                         Section::Unknown
                     }
@@ -250,7 +287,7 @@ impl<'f> Parser<'f> {
                     self.problems.push(
                         line,
                         column(trimmed),
-                        format!("expected `Key = Value`, found {:?}", redact_keys(trimmed)),
+                        format!("expected `Key = Value`, found {}", excerpt(trimmed)),
                         Some("comment the line out with # if it is not a setting"),
                     );
                     continue;
@@ -271,7 +308,7 @@ impl<'f> Parser<'f> {
                 Section::Nothing => self.problems.push(
                     line,
                     1,
-                    format!("{} before the first section", redact_keys(entry.key)),
+                    format!("{} before the first section", entry.name()),
                     Some("put it under [Interface] or [Peer]"),
                 ),
                 Section::Interface => self.interface_entry(&entry),
@@ -290,7 +327,7 @@ impl<'f> Parser<'f> {
                 self.problems.push(
                     entry.line,
                     entry.column,
-                    format!("{}: {message}", entry.key),
+                    format!("{}: {message}", entry.name()),
                     None,
                 );
                 None
@@ -308,7 +345,7 @@ impl<'f> Parser<'f> {
                 self.problems.push(
                     entry.line,
                     entry.column,
-                    format!("{}: {e}", entry.key),
+                    format!("{}: {e}", entry.name()),
                     Some(KEY_HELP),
                 );
                 None
@@ -534,6 +571,16 @@ fn secret_field(line: &str) -> Option<&'static str> {
     SECRET_FIELDS
         .into_iter()
         .find(|field| letters.starts_with(&field.to_ascii_lowercase()))
+}
+
+/// The header at the start of a line that starts with `[`: up to its `]`, or up to the
+/// first space or `=` when that comes first (`[PrivateKey = ...]` is no header).
+fn section_header(line: &str) -> &str {
+    match line.find(|c: char| c == ']' || c == '=' || c.is_whitespace()) {
+        Some(end) if line[end..].starts_with(']') => &line[..=end],
+        Some(end) => &line[..end],
+        None => line,
+    }
 }
 
 /// A peer's name from a comment line above its `[Peer]`: `# phone`, `# Name = phone`, and
@@ -784,11 +831,12 @@ persistentkeepalive = off
         let bare = &PHONE[..43];
         let text = format!("[Interface]\nPrivateKey = {PRIVATE}\n{bare} garbage\n");
         let err = from_text(path(), "wg0", &text).unwrap_err().to_string();
-        assert!(err.contains("found \"(redacted) garbage\""), "{err}");
+        assert!(err.contains("expected `Key = Value`, found \""), "{err}");
+        assert!(!err.contains(&PHONE[..12]), "{err}");
         let text =
             format!("[Interface]\nPrivateKey = {PRIVATE}\nPostUp = echo {PSK}\n{PHONE} garbage\n");
         let notes = from_text(path(), "wg0", &text).unwrap().notes.join("\n");
-        assert!(notes.contains("`PostUp = echo (redacted)`"), "{notes}");
+        assert!(notes.contains("`PostUp = (redacted)`"), "{notes}");
         assert!(notes.contains("`(redacted) = garbage`"), "{notes}");
         assert!(
             !notes.contains(&PSK[..20]) && !notes.contains(&PHONE[..20]),
@@ -873,6 +921,78 @@ Foo = bar
         );
         let imported = from_text(path(), "wg0", &text).unwrap();
         assert_eq!(imported.interfaces[0].peers[0].name, "peer1");
+    }
+
+    #[test]
+    fn a_key_under_a_mistyped_name_is_not_noted() {
+        // Found by tests/fuzz_parsers.rs (the UCI importer's twin): the note on the unknown
+        // setting quoted its value, a private key.
+        let text = format!("[Interface]\nPrivateKey = {PRIVATE}\nPrivatKee = {PSK}\n");
+        let notes = from_text(path(), "wg0", &text).unwrap().notes.join("\n");
+        assert!(notes.contains("`PrivatKee = (redacted)`"), "{notes}");
+        let text = format!("[Interface]\nPrivateKey = {PRIVATE}\nSecret = {PSK}\n");
+        let notes = from_text(path(), "wg0", &text).unwrap().notes.join("\n");
+        assert!(notes.contains("`Secret = (redacted)`"), "{notes}");
+        // Found by a longer run: `PresharedKey <key>` without its `=` is split at the key's
+        // own `=` padding, and the note quoted the "name", key included. Such a line is now
+        // refused, and not shown.
+        let text = format!(
+            "[Interface]\nPrivateKey = {PRIVATE}\n[Peer]\nPublicKey = {PHONE}\nPresharedKey \0 {PSK}\n"
+        );
+        let err = from_text(path(), "wg0", &text).unwrap_err().to_string();
+        assert!(!err.contains(&PSK[..12]), "{err}");
+        assert!(
+            err.contains("this PresharedKey line is not `PresharedKey = KEY`"),
+            "{err}"
+        );
+        // The same before the first section, and a key given where an address belongs.
+        let text = format!("PrivateKey < {PRIVATE}\n[Interface]\nAddress = {PSK}\n");
+        let err = from_text(path(), "wg0", &text).unwrap_err().to_string();
+        assert!(
+            !err.contains(&PRIVATE[..12]) && !err.contains(&PSK[..12]),
+            "{err}"
+        );
+        assert!(
+            err.contains("a value that holds a key (not shown) is not an IP"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_header_that_runs_on_into_a_setting_does_not_show_the_setting() {
+        // Found by tests/fuzz_parsers.rs: `[Interfa` (or a header whose newline was lost)
+        // followed by `PrivateKey = ...` put the private key into the error message.
+        for (text, shown) in [
+            (format!("[Interfa PrivateKey = {PRIVATE}\n"), "[Interfa..."),
+            (format!("[PrivateKey = {PRIVATE}Peer]\n"), "[PrivateKey..."),
+            (
+                format!("[Interfa\0\0PrivateKey={PRIVATE}\n"),
+                "[Interfa\0\0PrivateKey...",
+            ),
+            (
+                format!("[Interface] PrivateKey = {PRIVATE}\n"),
+                "[Interface]...",
+            ),
+        ] {
+            let err = from_text(path(), "wg0", &text).unwrap_err().to_string();
+            assert!(!err.contains(&PRIVATE[..12]), "{err}");
+            assert!(err.contains(&format!("unknown section {shown}")), "{err}");
+        }
+        // Found the same way: a setting without `=` was quoted whole.
+        let text = format!(
+            "[Interface]\nPrivateKey {}\n",
+            PRIVATE.trim_end_matches('=')
+        );
+        let err = from_text(path(), "wg0", &text).unwrap_err().to_string();
+        assert!(!err.contains(&PRIVATE[..12]), "{err}");
+        assert!(
+            err.contains("this PrivateKey line is not `PrivateKey = KEY`"),
+            "{err}"
+        );
+        // A header alone on its line is shown whole.
+        let text = format!("[Interface]\nPrivateKey = {PRIVATE}\n[Peers]\n");
+        let err = from_text(path(), "wg0", &text).unwrap_err().to_string();
+        assert!(err.contains("unknown section [Peers]\n"), "{err}");
     }
 
     #[test]
