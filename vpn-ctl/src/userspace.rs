@@ -118,6 +118,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(5);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The read and write timeout of one UAPI request.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest UAPI answer read: 10,000 peers take about 2.5 MB.
+const ANSWER_MAX: u64 = 64 << 20;
 /// How many lines of the device's log an error of [`start`] quotes.
 const LOG_TAIL_LINES: usize = 20;
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -697,11 +699,21 @@ fn request(stream: &mut UnixStream, name: &str, text: &str) -> anyhow::Result<St
         }
     };
     stream.write_all(text.as_bytes()).map_err(timeout)?;
-    let mut reader = BufReader::new(stream);
+    // Bounded, so a device that answers without end cannot take the router's memory.
+    let mut reader = BufReader::new((&*stream).take(ANSWER_MAX));
     let mut answer = String::new();
     loop {
         let start = answer.len();
         let n = reader.read_line(&mut answer).map_err(timeout)?;
+        if n == 0 && answer.len() as u64 >= ANSWER_MAX {
+            wipe(&mut answer);
+            bail!(
+                "{} answered more than {ANSWER_MAX} bytes without ending its answer: the device \
+                 process (userspace WireGuard {name}) misbehaves; restart it with `vpn-ctl down` \
+                 and `vpn-ctl up`",
+                path.display()
+            );
+        }
         if n == 0 {
             bail!(
                 "{} closed the connection before errno=: {}",
@@ -1246,6 +1258,28 @@ mod tests {
         assert!(check_body_syntax("listen_port=1").is_err());
         assert!(check_body_syntax("set=1\nlisten_port=1\n").is_err());
         check_body_syntax("").unwrap();
+    }
+
+    #[test]
+    fn an_answer_without_end_is_cut_off_with_an_error() {
+        use std::os::unix::net::UnixListener;
+        let name = format!("vcend{}", std::process::id() % 1_000_000);
+        fs::create_dir_all(SOCKET_DIR).unwrap();
+        let path = socket_path(&name);
+        let _ = fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let line = "allowed_ip=10.0.0.1/32\n".repeat(4096);
+            while conn.write_all(line.as_bytes()).is_ok() {}
+        });
+        let err = get(&name).map(|_| ()).unwrap_err().to_string();
+        let _ = fs::remove_file(&path);
+        assert!(
+            err.contains(&format!("answered more than {ANSWER_MAX} bytes")),
+            "{err}"
+        );
+        server.join().unwrap();
     }
 
     #[test]
