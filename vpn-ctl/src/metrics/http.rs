@@ -14,6 +14,8 @@
 //!   source cannot push out the idle connections of others while it has more. A connection
 //!   whose request is being answered (until its response is written out) is never closed for
 //!   this; only when every one is does a new connection get a 503;
+//! - a response that makes no progress for [`Limits::write_stall_timeout`] (the client stopped
+//!   reading it) ends its connection;
 //! - a connection lives at most [`Limits::connection_lifetime`], then it is closed after the
 //!   response in flight (a client that stops reading its response is dropped
 //!   [`Limits::shutdown_grace`] later);
@@ -74,6 +76,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long one connection may stay open. Default: 5 minutes.
     pub connection_lifetime: Duration,
+    /// How long a response may make no progress (a client that stops reading it) before the
+    /// connection is closed. Default: 10 s. Such a client is being answered, so it is never
+    /// closed to make room; this is what ends it.
+    pub write_stall_timeout: Duration,
     /// How long a connection being closed (lifetime over, or shutdown) may take to finish its
     /// response. Default: 10 s.
     pub shutdown_grace: Duration,
@@ -86,6 +92,7 @@ impl Default for Limits {
             max_header_bytes: 8 * 1024,
             max_connections: 32,
             connection_lifetime: Duration::from_secs(300),
+            write_stall_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -219,6 +226,7 @@ async fn connection(
     let socket = Socket {
         io: TokioIo::new(stream),
         slot,
+        stall: Stall::new(limits.write_stall_timeout),
     };
     let mut conn = pin!(builder.serve_connection(socket, service));
     let served = async {
@@ -445,6 +453,46 @@ impl Drop for Slot {
 struct Socket {
     io: TokioIo<TcpStream>,
     slot: Arc<Slot>,
+    stall: Stall,
+}
+
+/// The write side's watch for a client that stops reading: armed when a write or flush cannot
+/// make progress, disarmed when one does; a write still stuck when it fires fails with
+/// `TimedOut`, which ends the connection.
+struct Stall {
+    limit: Duration,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Stall {
+    fn new(limit: Duration) -> Stall {
+        Stall {
+            limit,
+            deadline: None,
+        }
+    }
+
+    /// `poll`'s result, or `TimedOut` when it has been pending for longer than the limit.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.deadline = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.deadline = None;
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client read nothing of its response for {limit:?}"),
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl hyper::rt::Read for Socket {
@@ -463,7 +511,8 @@ impl hyper::rt::Write for Socket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.stall.watch(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -471,7 +520,8 @@ impl hyper::rt::Write for Socket {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.stall.watch(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -483,7 +533,7 @@ impl hyper::rt::Write for Socket {
         if let Poll::Ready(Ok(())) = flushed {
             self.slot.flushed();
         }
-        flushed
+        self.stall.watch(cx, flushed)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -683,6 +683,46 @@ async fn connections_beyond_the_limit_get_a_503_when_all_are_being_answered() {
     server.stop().await;
 }
 
+/// A client that sends requests and reads none of the answers holds its place only until its
+/// responses stop moving for `write_stall_timeout`, not for the connection's whole lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_responses_is_let_go() {
+    let limits = Limits {
+        max_connections: 1,
+        write_stall_timeout: Duration::from_millis(500),
+        ..short_limits()
+    };
+    let server = Server::start(Duration::ZERO, limits).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(server.address).await.unwrap();
+    // Pipelined requests whose answers fill the socket buffers many times over.
+    let requests = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(50_000);
+    let writer = tokio::spawn(async move {
+        let _ = stalled.write_all(requests.as_bytes()).await;
+        stalled
+    });
+    // The only place is taken by a connection being answered: newcomers get a 503 meanwhile...
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first = get(server.address, "/metrics").await.status;
+    // ... and a 200 once the stalled response has not moved for 500 ms.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = get(server.address, "/metrics").await.status;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled client still holds the place ({status})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(first, 503, "the test did not stall the server's writes");
+    writer.abort();
+    server.stop().await;
+}
+
 /// Reads a keep-alive `/healthz` answer (which ends in `ok`) without waiting for the close.
 async fn read_healthz(stream: &mut TcpStream) -> String {
     let mut answer = Vec::new();
