@@ -16,24 +16,20 @@
 
 use std::{
     fs,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     os::unix::{fs::PermissionsExt as _, net::UnixDatagram},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
+#[path = "common/cli.rs"]
+#[allow(dead_code, reason = "shared by the end-to-end tests; each uses some")]
+mod cli;
+
+use cli::{VPN_CTL, http_get, pubkey, vpn_ctl};
 use serde_json::Value;
 use vpn_ctl_tests::{Netns, VethPair, run, unique_name};
-
-const VPN_CTL: &str = env!("CARGO_BIN_EXE_vpn-ctl");
-
-/// `vpn-ctl --config CONFIG ARGS...` inside `ns`, which must succeed.
-fn vpn_ctl(ns: &Netns, config: &Path, args: &[&str]) -> String {
-    let out = run(ns.command(VPN_CTL).arg("--config").arg(config).args(args));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Polls `f` every 100 ms until it returns `Some`, panicking with `what` after `timeout`.
 fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -60,24 +56,6 @@ fn genkey(ns: &Netns) -> String {
         .unwrap()
         .trim()
         .to_string()
-}
-
-fn pubkey(private: &str) -> String {
-    let mut child = Command::new(VPN_CTL)
-        .arg("pubkey")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(private.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// The daemon process, killed on drop (also when the test panics); its log is in a file.
@@ -503,23 +481,6 @@ fn free_port(ns: &Netns) -> u16 {
             .unwrap()
             .port()
     })
-}
-
-/// `GET path` on `addr` in `ns`; the body, or `None` when nothing answers.
-fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = ns.enter(|| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 /// Prometheus's answer to an instant query: the result vector.

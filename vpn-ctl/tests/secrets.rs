@@ -10,21 +10,20 @@
 
 use std::{
     fs,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     os::unix::fs::PermissionsExt as _,
     path::Path,
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
-use vpn_ctl_tests::{Netns, VethPair, kernel::Feature, run, unique_name};
+use vpn_ctl_tests::{VethPair, kernel::Feature, run, unique_name};
 
 #[path = "common/cli.rs"]
 #[allow(dead_code, reason = "shared by the end-to-end tests; each uses some")]
 mod cli;
 
-use cli::{ALPHABET, VPN_CTL, base64, pubkey};
+use cli::{ALPHABET, VPN_CTL, base64, http_get, pubkey};
 
 /// A secret and the forms it could leak in.
 struct Known {
@@ -367,22 +366,6 @@ fn no_command_or_the_daemon_shows_a_secret() {
         search.searched,
         search.known.len()
     );
-}
-
-fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = ns.enter(|| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 fn unbase64(text: &str) -> Vec<u8> {

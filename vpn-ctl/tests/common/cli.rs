@@ -2,8 +2,11 @@
 
 use std::{
     fs,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::Output,
+    time::Duration,
 };
 
 use vpn_ctl_tests::{Netns, run};
@@ -42,7 +45,6 @@ pub fn base64(bytes: &[u8]) -> String {
 
 /// `vpn-ctl pubkey` of a private key.
 pub fn pubkey(private: &str) -> String {
-    use std::io::Write as _;
     let mut child = std::process::Command::new(VPN_CTL)
         .arg("pubkey")
         .stdin(std::process::Stdio::piped())
@@ -86,4 +88,21 @@ pub fn phone_up_with_vpn_ctl(
     let applied = vpn_ctl(phone, &config, &["up", "--backend", "userspace"]);
     assert!(applied.contains("created the link (userspace"), "{applied}");
     config
+}
+
+/// `GET path` on `addr` in `ns`; the body, or `None` when nothing answers.
+pub fn http_get(ns: &Netns, addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = ns.enter(|| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
