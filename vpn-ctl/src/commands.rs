@@ -93,6 +93,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 if let Some(sas) = &ike_sas {
                     write!(out, "{}", render_ike(sas))?;
+                    let aggressive = aggressive_sites(&config);
+                    let launch = ike::CharonLaunch::new(
+                        std::path::Path::new(ike::DEFAULT_SOCKET),
+                        std::path::Path::new(ike::charon::DEFAULT_CONF_DIR),
+                    );
+                    if !aggressive.is_empty() && !launch.runs_ours() {
+                        writeln!(out, "{}", foreign_charon_hint(&aggressive))?;
+                    }
                 } else if has_ike_sites(&config) {
                     writeln!(out, "IKE: charon is not running: `vpn-ctl up` starts it")?;
                 }
@@ -389,21 +397,79 @@ async fn ike_up(config: &config::Config) -> anyhow::Result<Vec<String>> {
             }
         }
     }
-    let mut vici = if has_ike_sites(config) {
-        let start =
-            ike::ensure_charon(socket, std::path::Path::new(ike::charon::DEFAULT_CONF_DIR))?;
-        if let ike::CharonStart::Started { .. } = &start {
-            changes.push(format!("IKE: {start}"));
+    let aggressive = aggressive_sites(config);
+    if !aggressive.is_empty() {
+        log::warn!(
+            "{}: IKEv1 aggressive mode with a pre-shared key, so the charon vpn-ctl starts \
+             answers it (a FRITZ!Box initiating needs that). It is weak: the first message of the \
+             exchange carries a hash of the key that an eavesdropper can test guesses against \
+             offline, so use a long random key",
+            aggressive.join(", ")
+        );
+    }
+    let mut launch =
+        ike::CharonLaunch::new(socket, std::path::Path::new(ike::charon::DEFAULT_CONF_DIR));
+    launch.aggressive_psk = !aggressive.is_empty();
+    let (mut vici, ours) = if has_ike_sites(config) {
+        let start = launch.ensure()?;
+        match &start {
+            ike::CharonStart::Started { .. } => changes.push(format!("IKE: {start}")),
+            ike::CharonStart::Running { ours: false, .. } if !aggressive.is_empty() => {
+                log::warn!("{}", foreign_charon_hint(&aggressive));
+            }
+            ike::CharonStart::Running { .. } => {}
         }
-        ike::Vici::connect(socket).await?
+        let ours = matches!(start, ike::CharonStart::Running { ours: true, .. });
+        (ike::Vici::connect(socket).await?, ours)
     } else {
         match running_charon().await {
-            Some(vici) => vici,
+            Some(vici) => (vici, launch.runs_ours()),
             None => return Ok(changes),
         }
     };
+    // A charon vpn-ctl started earlier answers aggressive mode exactly while the config has
+    // such a site: its strongswan.conf is rewritten and reread, no SA is touched.
+    if ours && launch.update_conf()? {
+        vici.reload_settings().await?;
+        changes.push(format!(
+            "IKE: charon {} IKEv1 aggressive mode with a pre-shared key now (settings reloaded)",
+            if launch.aggressive_psk {
+                "answers"
+            } else {
+                "refuses"
+            }
+        ));
+    }
     changes.extend(ike::up(&mut vici, &config.ipsec, &ike::UpOptions::default()).await?);
     Ok(changes)
+}
+
+/// The config's IKEv1 aggressive-mode sites, by name: their peer (a FRITZ!Box) initiates in
+/// aggressive mode with a pre-shared key too, which charon refuses unless told otherwise.
+fn aggressive_sites(config: &config::Config) -> Vec<&str> {
+    config
+        .ipsec
+        .iter()
+        .filter(|s| {
+            matches!(&s.keying, config::ipsec::Keying::Ike(ike)
+                if ike.version == config::ipsec::IkeVersion::V1Aggressive)
+        })
+        .map(|s| s.name.as_str())
+        .collect()
+}
+
+/// What a charon vpn-ctl did not start needs for the aggressive-mode `sites`, in words: vpn-ctl
+/// cannot see its settings, so this is said whenever such a charon serves such a site.
+fn foreign_charon_hint(sites: &[&str]) -> String {
+    format!(
+        "IKE: the charon on {} was not started by vpn-ctl: for {} to be answered when the peer \
+         initiates (a FRITZ!Box after a reboot, a new address or its own renewal), its \
+         strongswan.conf needs `charon.i_dont_care_about_security_and_use_aggressive_mode_psk = \
+         yes` (then `swanctl --reload-settings`); without it only this router's own attempts \
+         bring the tunnel up",
+        ike::DEFAULT_SOCKET,
+        sites.join(", ")
+    )
 }
 
 /// The IKE SAs of `vpn-ctl status`.

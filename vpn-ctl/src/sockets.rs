@@ -506,6 +506,32 @@ fn socket_inode(target: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// The pid of the process at the other end of a Unix socket (`SO_PEERCRED`): who answers on
+/// a UAPI or VICI socket.
+pub fn peer_pid(stream: &std::os::unix::net::UnixStream) -> anyhow::Result<u32> {
+    use std::os::fd::AsRawFd as _;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: a valid socket fd and a buffer of the size given.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("getsockopt(SO_PEERCRED)");
+    }
+    u32::try_from(cred.pid).context("SO_PEERCRED gave no pid")
+}
+
 #[cfg(test)]
 mod tests {
     use std::{

@@ -356,7 +356,7 @@ fn answering_pid(name: &str) -> anyhow::Result<Option<u32>> {
         Err(e) if not_running(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let pid = peer_pid(&stream)?;
+    let pid = crate::sockets::peer_pid(&stream)?;
     request(&mut stream, name, "get=1\n\n")?;
     Ok(Some(pid))
 }
@@ -394,29 +394,6 @@ fn log_tail(log: &Path) -> String {
     }
     let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
     format!("the end of its log {}:\n{}", log.display(), tail.join("\n"))
-}
-
-fn peer_pid(stream: &UnixStream) -> anyhow::Result<u32> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: a valid socket fd and a buffer of the size given.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error()).context("getsockopt(SO_PEERCRED)");
-    }
-    u32::try_from(cred.pid).context("SO_PEERCRED gave no pid")
 }
 
 fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {

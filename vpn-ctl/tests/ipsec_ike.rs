@@ -190,6 +190,35 @@ fn fritzbox(wan: &VethPair, dir: &Path) -> Charon {
     fritz
 }
 
+/// The FRITZ!Box starts the tunnel itself, as after its reboot, a new address or its own
+/// renewal: vpn-ctl's side (charon on `ours`) ends the IKE SA first, from its own end, so that
+/// it does not start a new one itself (it would after a delete from the peer: close_action),
+/// then the FRITZ!Box runs `swanctl --initiate`. The command's output.
+fn fritz_initiates(fritz: &Charon, ours: &Path) -> std::process::Output {
+    let swanctl = |args: &[&str], socket: &Path| {
+        std::process::Command::new("swanctl")
+            .args(args)
+            .arg("--uri")
+            .arg(format!("unix://{}", socket.display()))
+            .output()
+            .unwrap()
+    };
+    let _ = swanctl(
+        &[
+            "--terminate",
+            "--ike",
+            "vpn-ctl-fritzbox",
+            "--timeout",
+            "60",
+        ],
+        ours,
+    );
+    swanctl(
+        &["--initiate", "--child", "fritzbox", "--timeout", "90"],
+        &fritz.socket,
+    )
+}
+
 fn text(out: std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -282,7 +311,7 @@ fn ikev1_aggressive_with_a_fritzbox_like_peer_carries_lan_to_lan_traffic() {
     let ours = Charon::start("vpn-ctl's", left, &left_dir, false);
     let _ours_logs = LogsOnFailure(vec![&ours]);
     // A second ensure finds it running and says so.
-    let again = ike::ensure_charon(&ours.socket, &left_dir).unwrap();
+    let again = ike::ensure_charon(&ours.socket, &left_dir, false).unwrap();
     assert!(
         matches!(again, CharonStart::Running { .. }),
         "ensure_charon started another: {again}"
@@ -436,6 +465,35 @@ fn ikev1_aggressive_with_a_fritzbox_like_peer_carries_lan_to_lan_traffic() {
         .command("ping")
         .args(["-c", "2", "-i", "0.2", "-W", "5", "192.168.1.10"]));
 
+    // The FRITZ!Box initiates: this charon was started without the aggressive-mode setting
+    // and refuses it...
+    let refused = fritz_initiates(&fritz, &ours.socket);
+    assert!(!refused.status.success(), "{}", text(refused));
+    assert!(
+        ours.log().contains("Aggressive Mode PSK disabled"),
+        "{}",
+        ours.log()
+    );
+    // ... until `up` with an aggressive-mode site finds it: vpn-ctl's own charon, whose
+    // settings are rewritten and reread (no restart, no SA touched).
+    let mut launch = CharonLaunch::new(&ours.socket, &left_dir);
+    launch.aggressive_psk = true;
+    assert!(
+        launch.runs_ours(),
+        "the charon vpn-ctl started is not recognised"
+    );
+    assert!(launch.update_conf().unwrap());
+    assert!(
+        !launch.update_conf().unwrap(),
+        "a second update changed the file again"
+    );
+    rt.block_on(vici.reload_settings()).unwrap();
+    let answered = fritz_initiates(&fritz, &ours.socket);
+    assert!(answered.status.success(), "{}", text(answered));
+    run(left_lan
+        .command("ping")
+        .args(["-c", "2", "-i", "0.2", "-W", "5", "192.168.1.10"]));
+
     // down: terminated and unloaded; no SA left in the kernel, nothing of vpn-ctl in charon.
     let changes = rt.block_on(ike::down(&mut vici, &options)).unwrap();
     assert!(
@@ -455,6 +513,55 @@ fn ikev1_aggressive_with_a_fritzbox_like_peer_carries_lan_to_lan_traffic() {
     wait_until_empty("the FRITZ!Box side's SAs after the delete", || {
         xfrm_states(right)
     });
+}
+
+/// A charon vpn-ctl started is recognised as its own (by the `strongswan.conf` in its
+/// environment), and its aggressive-mode setting is switched by rewriting that file and a
+/// VICI `reload-settings`; a launch with another directory does not claim it. No peer, no ESP
+/// needed (runs on the host too; the guest test above shows the setting at work).
+#[test]
+fn the_aggressive_mode_setting_of_vpn_ctls_own_charon_follows_the_config() {
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let charon = Charon::start("vpn-ctl's", &ns, dir.path(), false);
+    let _logs = LogsOnFailure(vec![&charon]);
+    let conf = dir.path().join("strongswan.conf");
+    assert!(
+        !fs::read_to_string(&conf)
+            .unwrap()
+            .contains("aggressive_mode_psk")
+    );
+
+    let mut launch = CharonLaunch::new(&charon.socket, dir.path());
+    assert!(launch.runs_ours());
+    let elsewhere = tempfile::tempdir().unwrap();
+    assert!(!CharonLaunch::new(&charon.socket, elsewhere.path()).runs_ours());
+
+    let rt = runtime();
+    let mut vici = rt.block_on(Vici::connect(&charon.socket)).unwrap();
+    launch.aggressive_psk = true;
+    assert!(launch.update_conf().unwrap());
+    assert!(
+        fs::read_to_string(&conf)
+            .unwrap()
+            .contains("i_dont_care_about_security_and_use_aggressive_mode_psk = yes")
+    );
+    rt.block_on(vici.reload_settings()).unwrap();
+    assert!(
+        !launch.update_conf().unwrap(),
+        "nothing to change the second time"
+    );
+    launch.aggressive_psk = false;
+    assert!(launch.update_conf().unwrap());
+    assert!(
+        !fs::read_to_string(&conf)
+            .unwrap()
+            .contains("aggressive_mode_psk")
+    );
+    rt.block_on(vici.reload_settings()).unwrap();
+    // Still the same charon, still answering.
+    assert!(launch.runs_ours());
+    assert!(rt.block_on(vici.version()).unwrap().contains("charon"));
 }
 
 /// What vpn-ctl loads is what charon takes: one charon, no peer, no ESP needed (runs on the
@@ -653,6 +760,10 @@ watchdog_probe = "192.168.1.10"
         "{up}"
     );
     assert!(warnings.contains("uses weak algorithms"), "{warnings}");
+    assert!(
+        warnings.contains("fritzbox: IKEv1 aggressive mode with a pre-shared key"),
+        "{warnings}"
+    );
     assert!(!warnings.contains("firewall:"), "{warnings}");
 
     run(left_lan
@@ -675,6 +786,12 @@ watchdog_probe = "192.168.1.10"
         again.trim(),
         "everything already matches the config; nothing changed"
     );
+    // The charon `up` started answers the FRITZ!Box's own initiations (aggressive mode).
+    let answered = fritz_initiates(&fritz, Path::new(ike::DEFAULT_SOCKET));
+    assert!(answered.status.success(), "{}", text(answered));
+    run(left_lan
+        .command("ping")
+        .args(["-c", "2", "-i", "0.2", "-W", "5", "192.168.1.10"]));
     let (down, _) = vpn_ctl(&["down"]);
     assert!(down.contains("removed table inet vpn_ctl"), "{down}");
     wait_until_empty("vpn-ctl's SAs after down", || xfrm_states(left));

@@ -185,11 +185,44 @@ impl CharonLaunch {
         UnixStream::connect(&self.socket).is_ok()
     }
 
+    /// Whether the charon answering on the socket is one vpn-ctl started with this launch's
+    /// configuration directory: its environment names this `strongswan.conf`
+    /// (`STRONGSWAN_CONF`, which [`CharonLaunch::command`] sets). Its pid comes from the
+    /// socket (`SO_PEERCRED`), so this holds in other mount namespaces too.
+    pub fn runs_ours(&self) -> bool {
+        let Ok(stream) = UnixStream::connect(&self.socket) else {
+            return false;
+        };
+        let Ok(pid) = crate::sockets::peer_pid(&stream) else {
+            return false;
+        };
+        let wanted = format!("STRONGSWAN_CONF={}", self.conf_path().display());
+        fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+            environ
+                .split(|&b| b == 0)
+                .any(|var| var == wanted.as_bytes())
+        })
+    }
+
+    /// Brings the `strongswan.conf` of a charon vpn-ctl started up to date with this launch
+    /// (the aggressive-mode setting); true when the file changed, and the running charon must
+    /// reread it (VICI `reload-settings`, [`super::Vici::reload_settings`]).
+    pub fn update_conf(&self) -> anyhow::Result<bool> {
+        let conf = self.conf_path();
+        let text = self.strongswan_conf()?;
+        if fs::read_to_string(&conf).is_ok_and(|old| old == text) {
+            return Ok(false);
+        }
+        fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
+        Ok(true)
+    }
+
     /// Starts charon unless one answers on the socket already.
     pub fn ensure(&self) -> anyhow::Result<CharonStart> {
         if self.answers() {
             return Ok(CharonStart::Running {
                 socket: self.socket.clone(),
+                ours: self.runs_ours(),
             });
         }
         ensure!(
@@ -277,8 +310,9 @@ impl CharonLaunch {
 /// What [`ensure_charon`] found or did.
 #[derive(Debug)]
 pub enum CharonStart {
-    /// A charon answered on the socket; nothing was started.
-    Running { socket: PathBuf },
+    /// A charon answered on the socket; nothing was started. `ours`: vpn-ctl started it
+    /// earlier (with the same configuration directory), see [`CharonLaunch::runs_ours`].
+    Running { socket: PathBuf, ours: bool },
     /// vpn-ctl started charon. Dropping `child` leaves it running.
     Started {
         child: Child,
@@ -291,9 +325,12 @@ pub enum CharonStart {
 impl fmt::Display for CharonStart {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CharonStart::Running { socket } => {
-                write!(f, "charon answers on {}", socket.display())
-            }
+            CharonStart::Running { socket, ours } => write!(
+                f,
+                "charon answers on {}{}",
+                socket.display(),
+                if *ours { " (started by vpn-ctl)" } else { "" }
+            ),
             CharonStart::Started {
                 child,
                 conf,
@@ -314,8 +351,17 @@ impl fmt::Display for CharonStart {
 /// Makes sure a charon answers on `socket`: where none does, starts Debian's charon with a
 /// `strongswan.conf` written into `conf_dir` (see the module documentation for what it
 /// holds) and waits for the socket. The result says which happened.
-pub fn ensure_charon(socket: &Path, conf_dir: &Path) -> anyhow::Result<CharonStart> {
-    CharonLaunch::new(socket, conf_dir).ensure()
+///
+/// `aggressive_psk`: the config has an IKEv1 aggressive-mode site, whose peer (a FRITZ!Box)
+/// must be answered when it initiates (see [`CharonLaunch::aggressive_psk`]).
+pub fn ensure_charon(
+    socket: &Path,
+    conf_dir: &Path,
+    aggressive_psk: bool,
+) -> anyhow::Result<CharonStart> {
+    let mut launch = CharonLaunch::new(socket, conf_dir);
+    launch.aggressive_psk = aggressive_psk;
+    launch.ensure()
 }
 
 /// Stops a charon vpn-ctl started: SIGTERM (charon then deletes its SAs and policies from

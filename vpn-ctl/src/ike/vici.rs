@@ -620,6 +620,14 @@ impl Vici {
             .with_context(|| format!("unloading connection {name}"))
     }
 
+    /// `swanctl --reload-settings`: charon rereads its `strongswan.conf` (the aggressive-mode
+    /// setting among others takes effect at once; established SAs are not touched).
+    pub async fn reload_settings(&mut self) -> anyhow::Result<()> {
+        self.command("reload-settings", BTreeMap::<&str, &str>::new())
+            .await
+            .context("reloading charon's settings")
+    }
+
     /// `get-conns`: the names of the connections loaded over VICI.
     pub async fn conn_names(&mut self) -> anyhow::Result<Vec<String>> {
         Ok(self.request("get-conns", ()).await?.list("conns"))
