@@ -175,11 +175,16 @@ secrets {{
 
 /// The FRITZ!Box: a charon in `wan.a` loaded with swanctl from [`fritzbox_swanctl_conf`].
 fn fritzbox(wan: &VethPair, dir: &Path) -> Charon {
+    fritzbox_with(wan, dir, fritzbox_swanctl_conf(wan.a_addr, wan.b_addr))
+}
+
+/// [`fritzbox`] loaded with `swanctl_conf` (the profile with other lifetimes).
+fn fritzbox_with(wan: &VethPair, dir: &Path, swanctl_conf_text: String) -> Charon {
     // It answers aggressive mode with a PSK, which charon refuses by default.
     let fritz = Charon::start("FRITZ!Box", &wan.a, dir, true);
     let _logs = LogsOnFailure(vec![&fritz]);
     let swanctl_conf = dir.join("swanctl.conf");
-    fs::write(&swanctl_conf, fritzbox_swanctl_conf(wan.a_addr, wan.b_addr)).unwrap();
+    fs::write(&swanctl_conf, swanctl_conf_text).unwrap();
     let loaded = text(run(std::process::Command::new("swanctl")
         .args(["--load-all", "--noprompt", "--file"])
         .arg(&swanctl_conf)
@@ -188,6 +193,37 @@ fn fritzbox(wan: &VethPair, dir: &Path) -> Charon {
     assert!(loaded.contains("loaded connection 'fritzbox'"), "{loaded}");
     drop(_logs);
     fritz
+}
+
+/// vpn-ctl's side of the seed as a config file in `dir` (`vpn.toml` and its 0600
+/// `fritzbox.psk`): `[router]` lines `router`, then `[ipsec.fritzbox]` towards `remote` with
+/// the extra site lines `site`. Its path.
+fn fritzbox_config(dir: &Path, remote: Ipv4Addr, router: &str, site: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let psk = dir.join("fritzbox.psk");
+    fs::write(&psk, PSK).unwrap();
+    fs::set_permissions(&psk, fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.join("vpn.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"{router}[ipsec.fritzbox]
+keying = "ike"
+remote_gateway = "{remote}"
+local_subnets = ["192.168.2.0/24"]
+remote_subnets = ["192.168.1.0/24"]
+local_id = "left.domain.com"
+remote_id = "right.domain.com"
+psk_file = "fritzbox.psk"
+ike_version = "ikev1-aggressive"
+ike_proposals = ["aes256-sha1-modp1024"]
+esp_proposals = ["aes256-sha1-modp1024"]
+allow_weak = ["modp1024", "sha1"]
+{site}"#
+        ),
+    )
+    .unwrap();
+    config
 }
 
 /// The FRITZ!Box starts the tunnel itself, as after its reboot, a new address or its own
@@ -597,46 +633,17 @@ fn renewals(fritz_ike: u32, fritz_child: u32) {
     let dir = tempfile::tempdir().unwrap();
     let right_dir = dir.path().join("fritzbox");
     fs::create_dir(&right_dir).unwrap();
-    let fritz = Charon::start("FRITZ!Box", &wan.a, &right_dir, true);
-    let _logs = LogsOnFailure(vec![&fritz]);
-    let swanctl_conf = right_dir.join("swanctl.conf");
     let conf = fritzbox_swanctl_conf(wan.a_addr, wan.b_addr)
         .replace("rekey_time = 3600s", &format!("rekey_time = {fritz_ike}s"))
         .replace("life_time = 3600s", &format!("rekey_time = {fritz_child}s"));
-    fs::write(&swanctl_conf, conf).unwrap();
-    run(std::process::Command::new("swanctl")
-        .args(["--load-all", "--noprompt", "--file"])
-        .arg(&swanctl_conf)
-        .arg("--uri")
-        .arg(format!("unix://{}", fritz.socket.display())));
-
-    let psk = dir.path().join("fritzbox.psk");
-    fs::write(&psk, PSK).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    fs::set_permissions(&psk, fs::Permissions::from_mode(0o600)).unwrap();
-    let config = dir.path().join("vpn.toml");
-    fs::write(
-        &config,
-        format!(
-            r#"[ipsec.fritzbox]
-keying = "ike"
-remote_gateway = "{remote}"
-local_subnets = ["192.168.2.0/24"]
-remote_subnets = ["192.168.1.0/24"]
-local_id = "left.domain.com"
-remote_id = "right.domain.com"
-psk_file = "fritzbox.psk"
-ike_version = "ikev1-aggressive"
-ike_proposals = ["aes256-sha1-modp1024"]
-esp_proposals = ["aes256-sha1-modp1024"]
-allow_weak = ["modp1024", "sha1"]
-ike_lifetime = 120
-esp_lifetime = 60
-"#,
-            remote = wan.a_addr,
-        ),
-    )
-    .unwrap();
+    let fritz = fritzbox_with(&wan, &right_dir, conf);
+    let _logs = LogsOnFailure(vec![&fritz]);
+    let config = fritzbox_config(
+        dir.path(),
+        wan.a_addr,
+        "",
+        "ike_lifetime = 120\nesp_lifetime = 60\n",
+    );
     let _stop = StopsCharon;
     let up = left
         .command(env!("CARGO_BIN_EXE_vpn-ctl"))
@@ -824,38 +831,15 @@ fn vpn_ctl_up_brings_a_fritzbox_site_up_from_the_config_file() {
     let fritz = fritzbox(&wan, &right_dir);
     let _logs = LogsOnFailure(vec![&fritz]);
 
-    let psk = dir.path().join("fritzbox.psk");
-    fs::write(&psk, PSK).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    fs::set_permissions(&psk, fs::Permissions::from_mode(0o600)).unwrap();
-    let config = dir.path().join("vpn.toml");
-    fs::write(
-        &config,
-        format!(
-            r#"[router]
-wan = "{wan_dev}"
-lan = ["192.168.2.0/24"]
-firewall = "manage"
-
-[ipsec.fritzbox]
-keying = "ike"
-remote_gateway = "{remote}"
-local_subnets = ["192.168.2.0/24"]
-remote_subnets = ["192.168.1.0/24"]
-local_id = "left.domain.com"
-remote_id = "right.domain.com"
-psk_file = "fritzbox.psk"
-ike_version = "ikev1-aggressive"
-ike_proposals = ["aes256-sha1-modp1024"]
-esp_proposals = ["aes256-sha1-modp1024"]
-allow_weak = ["modp1024", "sha1"]
-watchdog_probe = "192.168.1.10"
-"#,
-            wan_dev = wan.b_dev,
-            remote = wan.a_addr,
+    let config = fritzbox_config(
+        dir.path(),
+        wan.a_addr,
+        &format!(
+            "[router]\nwan = \"{}\"\nlan = [\"192.168.2.0/24\"]\nfirewall = \"manage\"\n\n",
+            wan.b_dev
         ),
-    )
-    .unwrap();
+        "watchdog_probe = \"192.168.1.10\"\n",
+    );
     let vpn_ctl = |args: &[&str]| {
         let out = left
             .command(env!("CARGO_BIN_EXE_vpn-ctl"))
