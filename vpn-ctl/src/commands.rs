@@ -94,11 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 if let Some(sas) = &ike_sas {
                     write!(out, "{}", render_ike(sas))?;
                     let aggressive = aggressive_sites(&config);
-                    let launch = ike::CharonLaunch::new(
-                        std::path::Path::new(ike::DEFAULT_SOCKET),
-                        std::path::Path::new(ike::charon::DEFAULT_CONF_DIR),
-                    );
-                    if !aggressive.is_empty() && !launch.runs_ours() {
+                    if !aggressive.is_empty() && !charon_launch().runs_ours() {
                         writeln!(out, "{}", foreign_charon_hint(&aggressive))?;
                     }
                 } else if has_ike_sites(&config) {
@@ -407,8 +403,7 @@ async fn ike_up(config: &config::Config) -> anyhow::Result<Vec<String>> {
             aggressive.join(", ")
         );
     }
-    let mut launch =
-        ike::CharonLaunch::new(socket, std::path::Path::new(ike::charon::DEFAULT_CONF_DIR));
+    let mut launch = charon_launch();
     launch.aggressive_psk = !aggressive.is_empty();
     let (mut vici, ours) = if has_ike_sites(config) {
         let start = launch.ensure()?;
@@ -442,6 +437,15 @@ async fn ike_up(config: &config::Config) -> anyhow::Result<Vec<String>> {
     }
     changes.extend(ike::up(&mut vici, &config.ipsec, &ike::UpOptions::default()).await?);
     Ok(changes)
+}
+
+/// How `up` starts charon, and recognises the one it started: the default VICI socket and
+/// configuration directory.
+fn charon_launch() -> ike::CharonLaunch {
+    ike::CharonLaunch::new(
+        std::path::Path::new(ike::DEFAULT_SOCKET),
+        std::path::Path::new(ike::charon::DEFAULT_CONF_DIR),
+    )
 }
 
 /// The config's IKEv1 aggressive-mode sites, by name: their peer (a FRITZ!Box) initiates in
