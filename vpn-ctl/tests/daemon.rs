@@ -298,6 +298,11 @@ fn daemon_heals_a_deleted_link_reloads_as_a_diff_and_stops_cleanly() {
         &net.b_addr.to_string(),
         "",
     );
+    // Ticks an hour apart: only the kernel's notification can heal the link in time.
+    let hourly = fs::read_to_string(&config)
+        .unwrap()
+        .replace("tick = 2", "tick = 3600");
+    fs::write(&config, hourly).unwrap();
     let client = vpn_ctl(router, &config, &["peer", "add", "phone", "--split-tunnel"]);
     let notify = Notify::new(dir.path());
     let mut daemon = Daemon::start(router, &config, dir.path(), None, Some(&notify.path));
@@ -359,7 +364,7 @@ fn daemon_heals_a_deleted_link_reloads_as_a_diff_and_stops_cleanly() {
 
     // A broken config on SIGHUP is refused with up's diagnostics; the daemon runs on.
     let good = fs::read_to_string(&config).unwrap();
-    fs::write(&config, good.replace("tick = 2", "tick = 0")).unwrap();
+    fs::write(&config, good.replace("tick = 3600", "tick = 0")).unwrap();
     let mark = daemon.log().len();
     daemon.signal(libc::SIGHUP);
     daemon.wait_log(mark, "reload refused", Duration::from_secs(10));

@@ -234,6 +234,8 @@ impl Daemon {
     /// Converges to the current config (in a blocking thread: DNS lookups and the userspace
     /// device's start are blocking), logs what changed, and schedules a retry on failure.
     async fn converge(&mut self, reason: Reason) {
+        // This pass covers every notification and retry that was waiting for one.
+        self.pending = None;
         let config = self.config.borrow().clone();
         let options = UpOptions {
             backend: self.backend,
@@ -341,7 +343,6 @@ impl Daemon {
         self.config.send_replace(Arc::new(new));
         self.apply_xdp();
         log::info!("reloaded config={}", self.path.display());
-        self.pending = None;
         self.converge(Reason::Sighup).await;
         notify(&[NotifyState::Ready, NotifyState::Status(&self.status_line())]);
         tick_changed
