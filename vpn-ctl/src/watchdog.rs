@@ -187,6 +187,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(600);
 pub async fn run(config: &Config, options: &Options) -> anyhow::Result<bool> {
     let nl = Netlink::connect()?;
     let mut watchdog = Watchdog::new(options.interval, options.vici_socket.clone());
+    // Running on, it also says when charon's renewals of the IKE sites fail, and why.
+    let (_config, config_rx) = tokio::sync::watch::channel(std::sync::Arc::new(config.clone()));
+    let _renewals = (!options.once).then(|| {
+        AbortOnDrop(tokio::spawn(ike::renewal::follow(
+            options.vici_socket.clone(),
+            config_rx,
+            Default::default(),
+        )))
+    });
     loop {
         let all_up = watchdog.pass(&nl, config).await?;
         if options.once {
@@ -283,6 +292,15 @@ impl Watchdog {
             }
         }
         Ok(all_up)
+    }
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -135,7 +135,7 @@ public_endpoint = "{addr}:51820"
     // Scrape in the router's namespace, as the daemon would.
     let config = config::load(&config_path).expect("the config peer add wrote");
     let (_keep, config_rx) = tokio::sync::watch::channel(Arc::new(config));
-    let source = SystemSource::new(config_rx, Some(program.clone()));
+    let source = SystemSource::new(config_rx, Some(program.clone()), None);
     let before = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

@@ -13,6 +13,10 @@
 //!   stale ([`crate::wireguard::RERESOLVE_AFTER`], as wireguard-tools' `reresolve-dns.sh`)
 //!   and of IKE sites' gateways ([`resolve`]), and runs the IPsec watchdog.
 //!
+//! For IKE sites it follows charon's events ([`renewal::follow`]): every re-authentication
+//! and rekey is logged, a failed one as a warning with charon's reason, and counted in
+//! `vpnctl_ipsec_renewals_total` and `vpnctl_ipsec_renewal_failures_total`.
+//!
 //! A failed converge is logged and retried with backoff. `SIGTERM` or `SIGINT` stops the
 //! metrics server, detaches the XDP program and exits 0; the tunnels stay up (as a service
 //! restart should not cut every client off); `vpn-ctl down` removes them. Under systemd
@@ -44,6 +48,7 @@ use tokio::{
 use self::events::{Event, Managed};
 use crate::{
     config::{self, Config, DaemonXdp, ipsec::Keying},
+    ike::renewal::{self, Renewals},
     key::PublicKey,
     link::Netlink,
     metrics,
@@ -121,6 +126,9 @@ struct Daemon {
     last_converge: String,
     /// The warnings of the last converge (firewall findings), logged when they change.
     last_warnings: Vec<String>,
+    /// The IKE sites' renewals, counted from charon's events by `renewal_events`.
+    renewals: Arc<Mutex<Renewals>>,
+    renewal_events: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -151,8 +159,15 @@ impl Daemon {
             retry: RETRY_FIRST,
             last_converge: "not converged yet".into(),
             last_warnings: Vec::new(),
+            renewals: Arc::new(Mutex::new(Renewals::new())),
+            renewal_events: None,
         };
         daemon.apply_xdp();
+        daemon.renewal_events = Some(tokio::spawn(renewal::follow(
+            crate::ike::DEFAULT_SOCKET.into(),
+            config_rx.clone(),
+            daemon.renewals.clone(),
+        )));
         if let Some(addr) = settings.metrics_listen {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
                 format!(
@@ -161,8 +176,11 @@ impl Daemon {
                     path.display()
                 )
             })?;
-            let source: Arc<dyn metrics::Source> =
-                Arc::new(metrics::SystemSource::new(config_rx, daemon.xdp.clone()));
+            let source: Arc<dyn metrics::Source> = Arc::new(metrics::SystemSource::new(
+                config_rx.clone(),
+                daemon.xdp.clone(),
+                Some(daemon.renewals.clone()),
+            ));
             let options = metrics::Options {
                 max_peer_series: settings.metrics_max_peers,
             };
@@ -456,6 +474,9 @@ impl Daemon {
     }
 
     async fn shutdown(mut self) {
+        if let Some(task) = self.renewal_events.take() {
+            task.abort();
+        }
         if let Some((stop, server)) = self.metrics.take() {
             let _ = stop.send(());
             match tokio::time::timeout(SHUTDOWN_GRACE, server).await {

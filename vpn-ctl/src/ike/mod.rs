@@ -66,6 +66,7 @@
 
 pub mod charon;
 pub mod conn;
+pub mod renewal;
 pub mod vici;
 
 #[cfg(test)]

@@ -733,6 +733,27 @@ impl Vici {
         }
     }
 
+    /// `swanctl --log` for `events`: registers for each and yields (event, message) as charon
+    /// raises them. The stream ends with an error when charon goes away (a restart); a name
+    /// charon does not know fails it at once.
+    pub fn subscribe(
+        &mut self,
+        events: &[&'static str],
+    ) -> impl futures::Stream<Item = anyhow::Result<(&'static str, ViciValue)>> + use<> {
+        let socket = self.socket.display().to_string();
+        let streams = events.iter().map(|&event| {
+            let socket = socket.clone();
+            self.client
+                .subscribe::<ViciValue>(event)
+                .map(move |item| {
+                    item.map(|message| (event, message))
+                        .map_err(|e| anyhow!("VICI event {event} on {socket}: {e}"))
+                })
+                .boxed()
+        });
+        futures::stream::select_all(streams.collect::<Vec<_>>())
+    }
+
     /// `swanctl --list-sas [--ike NAME]`. It waits for SAs that charon is busy with (a
     /// message being processed, for a moment): `noblock` would skip those, and `up` would
     /// take a working SA for a missing one.

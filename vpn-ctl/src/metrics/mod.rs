@@ -40,7 +40,11 @@ pub use self::{
     render::render,
     system::SystemSource,
 };
-use crate::{xdp::Counters, xfrm::plan::SaDir};
+use crate::{
+    ike::renewal::{Renewal, Tally},
+    xdp::Counters,
+    xfrm::plan::SaDir,
+};
 
 /// The default listen address of `/metrics` (prometheus_wireguard_exporter's port).
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9586";
@@ -78,6 +82,8 @@ pub struct Snapshot {
     pub wireguard: Vec<WgInterface>,
     /// The config's IPsec sites, in config order.
     pub ipsec: Vec<IpsecSite>,
+    /// Per IKE site and kind, the renewals charon reported since the daemon started.
+    pub renewals: Vec<(String, Renewal, Tally)>,
     /// The XDP program's counters on the WAN port, when it runs.
     pub wan: Option<Wan>,
     /// Whether something listens on each VPN port the config uses.
@@ -97,6 +103,7 @@ impl Snapshot {
             time,
             wireguard: Vec::new(),
             ipsec: Vec::new(),
+            renewals: Vec::new(),
             wan: None,
             listeners: Vec::new(),
             xfrm_errors: Vec::new(),

@@ -189,6 +189,27 @@ fn ipsec(out: &mut Exposition, snapshot: &Snapshot) {
             }
         },
     );
+    out.counter(
+        "vpnctl_ipsec_renewals_total",
+        "Renewals of the IKE site charon completed since the daemon started, by kind \
+         (ike_reauth: a new IKE SA replaced the old, by either side; ike_rekey: IKEv2 rekeyed \
+         the IKE SA; child_rekey: new ESP keys).",
+        |f| {
+            for (site, kind, tally) in &snapshot.renewals {
+                f.sample(&[("site", site), ("kind", kind.label())], tally.done);
+            }
+        },
+    );
+    out.counter(
+        "vpnctl_ipsec_renewal_failures_total",
+        "Renewals of the IKE site that failed (refused, unanswered, or an SA that expired \
+         without a successor); the daemon's log says why.",
+        |f| {
+            for (site, kind, tally) in &snapshot.renewals {
+                f.sample(&[("site", site), ("kind", kind.label())], tally.failed);
+            }
+        },
+    );
 }
 
 fn sa_labels(site: &str, sa: &IpsecSa) -> String {

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::{Collector, IpsecSa, IpsecSite, Listener, Snapshot, Source, Wan, WgInterface, WgPeer};
 use crate::{
     config::{Config, ipsec::Keying},
+    ike::renewal::Renewals,
     key::PublicKey,
     link::Netlink,
     wireguard::{self, Backend},
@@ -31,20 +32,25 @@ use crate::{
 pub struct SystemSource {
     config: watch::Receiver<Arc<Config>>,
     xdp: Option<Arc<Mutex<WanProgram>>>,
+    /// The renewal counts of the IKE sites, when something follows charon's events.
+    renewals: Option<Arc<Mutex<Renewals>>>,
     /// Each collector's last outcome, to log changes rather than every scrape.
     health: Mutex<BTreeMap<&'static str, bool>>,
 }
 
 impl SystemSource {
     /// Reads the config's interfaces and sites (the current value of `config` at each
-    /// scrape), and `xdp`'s counters when the program runs (labelled with `router.wan`).
+    /// scrape), `xdp`'s counters when the program runs (labelled with `router.wan`), and
+    /// the counts of `renewals` ([`crate::ike::renewal::follow`] keeps them).
     pub fn new(
         config: watch::Receiver<Arc<Config>>,
         xdp: Option<Arc<Mutex<WanProgram>>>,
+        renewals: Option<Arc<Mutex<Renewals>>>,
     ) -> SystemSource {
         SystemSource {
             config,
             xdp,
+            renewals,
             health: Mutex::new(BTreeMap::new()),
         }
     }
@@ -87,6 +93,10 @@ impl Source for SystemSource {
             snapshot.ipsec = self
                 .record(&mut snapshot, "ipsec", sites)
                 .unwrap_or_default();
+        }
+
+        if let Some(renewals) = &self.renewals {
+            snapshot.renewals = renewals.lock().unwrap_or_else(|e| e.into_inner()).tallies();
         }
 
         // The counters are worth showing with or without IPsec sites; their absence (a kernel

@@ -20,6 +20,7 @@ use tokio::{
 use vpn_common::{Action, Counter, Kind, Service};
 
 use super::*;
+use crate::ike::renewal::{Renewal, Tally};
 use crate::xdp::Counters;
 
 const ANNA: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
@@ -160,6 +161,18 @@ fn snapshot() -> Snapshot {
                 up: true,
             },
         ],
+        renewals: vec![
+            (
+                "office".into(),
+                Renewal::IkeReauth,
+                Tally { done: 3, failed: 1 },
+            ),
+            (
+                "office".into(),
+                Renewal::ChildRekey,
+                Tally { done: 7, failed: 0 },
+            ),
+        ],
         xfrm_errors: vec![("XfrmInError".into(), 0), ("XfrmInNoStates".into(), 7)],
         collectors: vec![
             Collector {
@@ -230,6 +243,14 @@ ipsec_sa_packets_total{site="branch",spi="0x00002002",direction="in"} 0
 ipsec_sa_established_seconds{site="office",spi="0x00001001",direction="out"} 600
 ipsec_sa_established_seconds{site="office",spi="0x00001002",direction="in"} 600
 ipsec_sa_established_seconds{site="branch",spi="0x00002002",direction="in"} 5
+# HELP vpnctl_ipsec_renewals_total Renewals of the IKE site charon completed since the daemon started, by kind (ike_reauth: a new IKE SA replaced the old, by either side; ike_rekey: IKEv2 rekeyed the IKE SA; child_rekey: new ESP keys).
+# TYPE vpnctl_ipsec_renewals_total counter
+vpnctl_ipsec_renewals_total{site="office",kind="ike_reauth"} 3
+vpnctl_ipsec_renewals_total{site="office",kind="child_rekey"} 7
+# HELP vpnctl_ipsec_renewal_failures_total Renewals of the IKE site that failed (refused, unanswered, or an SA that expired without a successor); the daemon's log says why.
+# TYPE vpnctl_ipsec_renewal_failures_total counter
+vpnctl_ipsec_renewal_failures_total{site="office",kind="ike_reauth"} 1
+vpnctl_ipsec_renewal_failures_total{site="office",kind="child_rekey"} 0
 # HELP vpnctl_wan_packets_total VPN packets the XDP program saw on the WAN port, by service, message kind and what it did with them.
 # TYPE vpnctl_wan_packets_total counter
 vpnctl_wan_packets_total{interface="eth0",service="wireguard",kind="malformed",action="drop_malformed"} 1

@@ -1,0 +1,775 @@
+//! Renewals of IKE sites as charon reports them over VICI: which re-authentications and
+//! rekeys happened, which failed, and why.
+//!
+//! charon raises an event for every change of an SA (`swanctl --log` shows them):
+//!
+//! | event | when |
+//! |---|---|
+//! | `ike-updown` | an IKE SA was established (`up = yes`) or ended |
+//! | `ike-rekey` | an IKEv2 IKE SA was rekeyed in place (old and new SA) |
+//! | `child-updown` | a CHILD SA was installed (`up = yes`) or ended, unless it was rekeyed |
+//! | `child-rekey` | a CHILD SA was replaced by a new one (IKEv1 quick mode, IKEv2 CREATE_CHILD_SA) |
+//! | `log` | charon's log lines at level 1 and below, tagged with the IKE SA |
+//!
+//! IKEv1 cannot rekey an IKE SA: charon re-authenticates instead, with a new IKE SA that
+//! takes over the CHILD SAs, and there is no `ike-rekey` for it. So a re-authentication is an
+//! `ike-updown` up for a site that still has an established IKE SA, by either side (a
+//! FRITZ!Box re-authenticates on its own schedule too). A renewal failed when
+//!
+//! - a new IKE SA for a site that still has one ends without being established (the
+//!   re-authentication was refused or not answered; the old SA carries on until it expires),
+//! - the site's last IKE SA ends after its renewal time without a successor,
+//! - a CHILD SA ends at the end of its lifetime without having been replaced.
+//!
+//! Why comes from the log lines charon gave for the SA ([`super::vici::hint_for_log`] turns
+//! the common ones into advice). [`Renewals`] keeps a count of each per site and a few log
+//! lines per site, nothing that grows with time; sites leave with the config
+//! ([`Renewals::retain`]).
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt as _;
+use tokio::sync::watch;
+
+use super::{
+    conn::site_of,
+    vici::{IkeSa, Vici, ViciValue, hint_for_log, ike_sas_from_event},
+};
+use crate::config::{Config, ipsec::Keying};
+
+/// The events [`Renewals::event`] reads, for `register`.
+pub const EVENTS: &[&str] = &[
+    "ike-updown",
+    "ike-rekey",
+    "child-updown",
+    "child-rekey",
+    "log",
+];
+
+/// How many of charon's log lines are kept per site for the reason of a failure.
+const LOG_LINES: usize = 12;
+
+/// A kind of renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Renewal {
+    /// IKEv2: the IKE SA rekeyed in place.
+    IkeRekey,
+    /// A new IKE SA replaced the old one (IKEv1's only way; IKEv2 when `reauth_time` is set).
+    IkeReauth,
+    /// A new CHILD SA (new ESP keys) replaced the old one.
+    ChildRekey,
+}
+
+impl Renewal {
+    pub const ALL: [Renewal; 3] = [Renewal::IkeRekey, Renewal::IkeReauth, Renewal::ChildRekey];
+
+    /// The label value in the metrics (`kind="ike_reauth"`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Renewal::IkeRekey => "ike_rekey",
+            Renewal::IkeReauth => "ike_reauth",
+            Renewal::ChildRekey => "child_rekey",
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Renewal::IkeRekey => "rekeying the IKE SA",
+            Renewal::IkeReauth => "re-authentication",
+            Renewal::ChildRekey => "rekeying the CHILD SA",
+        }
+    }
+}
+
+/// How many renewals of a kind succeeded and failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub done: u64,
+    pub failed: u64,
+}
+
+/// What a renewal event means for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Said {
+    /// A renewal or an SA coming up: `info`.
+    Info(String),
+    /// A renewal failed or the site lost its IKE SA: `warn`.
+    Warn(String),
+}
+
+/// What is remembered of an IKE SA between its events.
+#[derive(Debug, Clone)]
+struct IkeSeen {
+    established: bool,
+    /// Its renewal time has come (charon is re-authenticating or rekeying it, or the time
+    /// has passed).
+    due: bool,
+    /// A failed renewal of it was already counted.
+    failure_counted: bool,
+}
+
+impl IkeSeen {
+    fn of(sa: &IkeSa) -> IkeSeen {
+        IkeSeen {
+            established: sa.is_established(),
+            due: sa.state == "REKEYING" || (sa.rekey_time.is_none() && sa.reauth_time.is_none()),
+            failure_counted: false,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Site {
+    ike: BTreeMap<u64, IkeSeen>,
+    tallies: BTreeMap<Renewal, Tally>,
+    /// charon's recent log lines about the site: (IKE SA unique id, text).
+    log: VecDeque<(Option<u64>, String)>,
+}
+
+impl Site {
+    fn count(&mut self, kind: Renewal, ok: bool) {
+        let tally = self.tallies.entry(kind).or_default();
+        if ok {
+            tally.done += 1;
+        } else {
+            tally.failed += 1;
+        }
+    }
+
+    /// Whether another IKE SA than `except` is established.
+    fn other_established(&self, except: u64) -> Option<u64> {
+        self.ike
+            .iter()
+            .find(|(id, seen)| **id != except && seen.established)
+            .map(|(id, _)| *id)
+    }
+
+    /// Why IKE SA `id` failed, from charon's log lines about it (or the site's, when there are
+    /// none about it).
+    fn reason(&self, id: u64) -> String {
+        let mut lines: Vec<String> = self
+            .log
+            .iter()
+            .filter(|(sa, _)| *sa == Some(id))
+            .map(|(_, text)| text.clone())
+            .collect();
+        if lines.is_empty() {
+            lines = self.log.iter().map(|(_, text)| text.clone()).collect();
+        }
+        let last = lines
+            .iter()
+            .rev()
+            .find(|l| !l.starts_with("sending packet") && !l.starts_with("received packet"))
+            .cloned();
+        match (hint_for_log(&lines), last) {
+            (Some(hint), Some(last)) => format!("charon: \"{last}\"; {hint}"),
+            (Some(hint), None) => hint.to_string(),
+            (None, Some(last)) => format!("charon: \"{last}\""),
+            (None, None) => "charon logged no reason".to_string(),
+        }
+    }
+}
+
+/// The renewal counts and recent log lines of vpn-ctl's IKE sites.
+#[derive(Debug, Default)]
+pub struct Renewals {
+    sites: BTreeMap<String, Site>,
+}
+
+impl Renewals {
+    pub fn new() -> Renewals {
+        Renewals::default()
+    }
+
+    /// Starts from charon's current SAs (`list-sas`), as after (re)connecting to it: events
+    /// of SAs established before then are read against these.
+    pub fn seed(&mut self, sas: &[IkeSa]) {
+        for site in self.sites.values_mut() {
+            site.ike.clear();
+        }
+        for sa in sas {
+            if let Some(name) = site_of(&sa.name) {
+                let site = self.sites.entry(name.to_string()).or_default();
+                site.ike.insert(sa.unique_id, IkeSeen::of(sa));
+            }
+        }
+    }
+
+    /// Counts exactly these sites (the config's IKE sites): new ones start at zero, the
+    /// others are forgotten.
+    pub fn sites(&mut self, names: &[String]) {
+        self.sites.retain(|name, _| names.contains(name));
+        for name in names {
+            self.sites.entry(name.clone()).or_default();
+        }
+    }
+
+    /// Every site's tally of each kind, zeros included once a site has been seen.
+    pub fn tallies(&self) -> Vec<(String, Renewal, Tally)> {
+        self.sites
+            .iter()
+            .flat_map(|(name, site)| {
+                Renewal::ALL.into_iter().map(move |kind| {
+                    (
+                        name.clone(),
+                        kind,
+                        site.tallies.get(&kind).copied().unwrap_or_default(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Reads one event (`name` is its registration name) and says what it means.
+    pub fn event(&mut self, name: &str, event: &ViciValue) -> Vec<Said> {
+        match name {
+            "log" => {
+                self.log(event);
+                Vec::new()
+            }
+            "ike-updown" => self.ike_updown(event),
+            "ike-rekey" => self.ike_rekey(event),
+            "child-rekey" => self.child_rekey(event),
+            "child-updown" => self.child_updown(event),
+            _ => Vec::new(),
+        }
+    }
+
+    fn log(&mut self, event: &ViciValue) {
+        let Some(site) = event.str("ikesa-name").and_then(site_of) else {
+            return;
+        };
+        // The encoder's and the network's lines say nothing a user can act on.
+        if matches!(event.str("group"), Some("ENC" | "NET" | "ASN" | "LIB")) {
+            return;
+        }
+        let Some(msg) = event.str("msg") else {
+            return;
+        };
+        let log = &mut self.sites.entry(site.to_string()).or_default().log;
+        if log.len() == LOG_LINES {
+            log.pop_front();
+        }
+        log.push_back((event.u64("ikesa-uniqueid"), msg.to_string()));
+    }
+
+    /// The IKE SAs of vpn-ctl's sites in an event (the sections named like a connection).
+    fn sas_of(event: &ViciValue) -> Vec<(String, IkeSa)> {
+        let sections = ViciValue::Section(
+            event
+                .entries()
+                .filter(|(_, v)| matches!(v, ViciValue::Section(_)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        ike_sas_from_event(&sections)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|sa| Some((site_of(&sa.name)?.to_string(), sa)))
+            .collect()
+    }
+
+    fn ike_updown(&mut self, event: &ViciValue) -> Vec<Said> {
+        let up = event.yes("up");
+        let mut said = Vec::new();
+        for (name, sa) in Self::sas_of(event) {
+            let site = self.sites.entry(name.clone()).or_default();
+            let id = sa.unique_id;
+            let by = if sa.initiator {
+                "this side"
+            } else {
+                "the other side"
+            };
+            if up {
+                if let Some(old) = site.other_established(id) {
+                    site.count(Renewal::IkeReauth, true);
+                    said.push(Said::Info(format!(
+                        "site {name}: re-authenticated (started by {by}): IKE SA #{id} \
+                         replaces #{old}"
+                    )));
+                } else {
+                    said.push(Said::Info(format!(
+                        "site {name}: IKE SA #{id} established (started by {by})"
+                    )));
+                }
+                site.ike.insert(id, IkeSeen::of(&sa));
+                continue;
+            }
+            // What the event says now, with what was remembered of it.
+            let now = IkeSeen::of(&sa);
+            let seen = match site.ike.remove(&id) {
+                Some(before) => IkeSeen {
+                    established: before.established || now.established,
+                    due: before.due || now.due,
+                    failure_counted: before.failure_counted,
+                },
+                None => now,
+            };
+            let other = site.other_established(id);
+            if !seen.established && !sa.is_established() {
+                if let Some(old) = other {
+                    // A re-authentication that never got through; the old SA carries on.
+                    site.count(Renewal::IkeReauth, false);
+                    for seen in site.ike.values_mut() {
+                        seen.failure_counted = true;
+                    }
+                    said.push(Said::Warn(format!(
+                        "site {name}: re-authentication failed (started by {by}): {}; IKE SA \
+                         #{old} carries the traffic until it expires",
+                        site.reason(id)
+                    )));
+                } else {
+                    said.push(Said::Warn(format!(
+                        "site {name}: establishing an IKE SA failed: {}",
+                        site.reason(id)
+                    )));
+                }
+            } else if other.is_none() {
+                let kind = if sa.version == 2 {
+                    Renewal::IkeRekey
+                } else {
+                    Renewal::IkeReauth
+                };
+                if seen.due && !seen.failure_counted {
+                    site.count(kind, false);
+                    said.push(Said::Warn(format!(
+                        "site {name}: IKE SA #{id} expired without a successor, {} failed: {}; \
+                         the tunnel is down until it is negotiated again",
+                        kind.words(),
+                        site.reason(id)
+                    )));
+                } else {
+                    said.push(Said::Warn(format!(
+                        "site {name}: IKE SA #{id} ended and none replaces it; the tunnel is \
+                         down until it is negotiated again"
+                    )));
+                }
+            }
+        }
+        said
+    }
+
+    fn ike_rekey(&mut self, event: &ViciValue) -> Vec<Said> {
+        let mut said = Vec::new();
+        for (conn, pair) in event.entries() {
+            let Some(name) = site_of(conn) else {
+                continue;
+            };
+            let one = |which: &str| {
+                let v = pair.get(which)?;
+                let wrapped = ViciValue::Section([(conn.clone(), v.clone())].into_iter().collect());
+                ike_sas_from_event(&wrapped).ok()?.into_iter().next()
+            };
+            let (Some(old), Some(new)) = (one("old"), one("new")) else {
+                continue;
+            };
+            let site = self.sites.entry(name.to_string()).or_default();
+            site.count(Renewal::IkeRekey, true);
+            site.ike.remove(&old.unique_id);
+            site.ike.insert(new.unique_id, IkeSeen::of(&new));
+            said.push(Said::Info(format!(
+                "site {name}: IKE SA rekeyed: #{} replaces #{}",
+                new.unique_id, old.unique_id
+            )));
+        }
+        said
+    }
+
+    fn child_rekey(&mut self, event: &ViciValue) -> Vec<Said> {
+        let mut said = Vec::new();
+        for (name, ike) in Self::named_sections(event) {
+            for (_, pair) in ike
+                .get("child-sas")
+                .into_iter()
+                .flat_map(ViciValue::entries)
+            {
+                let spis = |which: &str| {
+                    let v = pair.get(which)?;
+                    Some(format!(
+                        "{}_i {}_o",
+                        v.str("spi-in")?.trim_start_matches("0x"),
+                        v.str("spi-out")?.trim_start_matches("0x")
+                    ))
+                };
+                let site = self.sites.entry(name.clone()).or_default();
+                site.count(Renewal::ChildRekey, true);
+                said.push(Said::Info(format!(
+                    "site {name}: CHILD SA rekeyed: SPIs {} replace {}",
+                    spis("new").unwrap_or_else(|| "?".into()),
+                    spis("old").unwrap_or_else(|| "?".into())
+                )));
+            }
+        }
+        said
+    }
+
+    fn child_updown(&mut self, event: &ViciValue) -> Vec<Said> {
+        if event.yes("up") {
+            return Vec::new();
+        }
+        let mut said = Vec::new();
+        for (name, sa) in Self::sas_of(event) {
+            let site = self.sites.entry(name.clone()).or_default();
+            for child in &sa.children {
+                // Ended at the end of its lifetime, with its IKE SA alive: no rekey replaced it.
+                let expired = child.life_time.is_none_or(|t| t <= 1);
+                if sa.state == "ESTABLISHED" && expired {
+                    site.count(Renewal::ChildRekey, false);
+                    said.push(Said::Warn(format!(
+                        "site {name}: CHILD SA {{{}}} expired without a successor, rekeying the \
+                         CHILD SA failed: {}",
+                        child.unique_id,
+                        site.reason(sa.unique_id)
+                    )));
+                }
+            }
+        }
+        said
+    }
+
+    /// The sections of an event named after vpn-ctl's connections: (site, section).
+    fn named_sections(event: &ViciValue) -> Vec<(String, &ViciValue)> {
+        event
+            .entries()
+            .filter_map(|(k, v)| Some((site_of(k)?.to_string(), v)))
+            .collect()
+    }
+}
+
+/// How long the follower waits before connecting to charon again after losing it (charon
+/// restarted, or is not running yet).
+const RECONNECT: Duration = Duration::from_secs(3);
+
+/// Follows charon's events for the IKE sites of `config` (its current value, as the daemon
+/// reloads it) until the task is dropped: logs each renewal (`info`) and each failed one with
+/// charon's reason (`warn`), and keeps the counts in `renewals` for the metrics. Without IKE
+/// sites it only waits for the config to have some; a charon that is gone is looked for again
+/// every few seconds, quietly (`up` and the watchdog say when charon is missing).
+pub async fn follow(
+    socket: PathBuf,
+    mut config: watch::Receiver<Arc<Config>>,
+    renewals: Arc<Mutex<Renewals>>,
+) {
+    loop {
+        let sites = ike_sites(&config.borrow());
+        renewals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sites(&sites);
+        if sites.is_empty() {
+            if config.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let mut vici = match Vici::connect(&socket).await {
+            Ok(vici) => vici,
+            Err(e) => {
+                log::debug!("renewal events: {e:#}; trying again in {RECONNECT:?}");
+                tokio::time::sleep(RECONNECT).await;
+                continue;
+            }
+        };
+        let mut events = vici.subscribe(EVENTS);
+        match vici.list_sas(None).await {
+            Ok(sas) => renewals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .seed(&sas),
+            Err(e) => log::debug!("renewal events: listing the SAs failed: {e:#}"),
+        }
+        log::debug!("renewal events: following charon on {}", socket.display());
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(Ok((name, message))) => {
+                        let said = renewals
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .event(name, &message);
+                        for line in said {
+                            match line {
+                                Said::Info(text) => log::info!("{text}"),
+                                Said::Warn(text) => log::warn!("{text}"),
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        log::debug!("renewal events: {e:#}; reconnecting");
+                        break;
+                    }
+                    None => break,
+                },
+                changed = config.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let sites = ike_sites(&config.borrow());
+                    renewals
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .sites(&sites);
+                    if sites.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+/// The names of the config's IKE sites.
+fn ike_sites(config: &Config) -> Vec<String> {
+    config
+        .ipsec
+        .iter()
+        .filter(|s| matches!(s.keying, Keying::Ike(_)))
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(pairs: Vec<(&str, ViciValue)>) -> ViciValue {
+        ViciValue::Section(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+
+    fn s(text: &str) -> ViciValue {
+        ViciValue::Str(text.to_string())
+    }
+
+    /// An IKE SA as `list_ike` writes it (with `rekey` seconds left, `None`: passed).
+    fn ike(id: u64, state: &str, initiator: bool, rekey: Option<i64>) -> ViciValue {
+        let mut pairs = vec![
+            ("uniqueid", s(&id.to_string())),
+            ("version", s("1")),
+            ("state", s(state)),
+        ];
+        if initiator {
+            pairs.push(("initiator", s("yes")));
+        }
+        if let Some(t) = rekey {
+            pairs.push(("reauth-time", s(&t.to_string())));
+        }
+        section(pairs)
+    }
+
+    fn updown(up: bool, sa: ViciValue) -> ViciValue {
+        let mut pairs = vec![("vpn-ctl-fritzbox", sa)];
+        if up {
+            pairs.push(("up", s("yes")));
+        }
+        section(pairs)
+    }
+
+    fn log(id: u64, msg: &str) -> ViciValue {
+        section(vec![
+            ("group", s("IKE")),
+            ("level", s("1")),
+            ("ikesa-name", s("vpn-ctl-fritzbox")),
+            ("ikesa-uniqueid", s(&id.to_string())),
+            ("msg", s(msg)),
+        ])
+    }
+
+    fn tally(r: &Renewals, kind: Renewal) -> Tally {
+        r.tallies()
+            .into_iter()
+            .find(|(site, k, _)| site == "fritzbox" && *k == kind)
+            .map(|(_, _, t)| t)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_new_ike_sa_beside_an_established_one_is_a_re_authentication_by_either_side() {
+        let mut r = Renewals::new();
+        let said = r.event(
+            "ike-updown",
+            &updown(true, ike(1, "ESTABLISHED", true, Some(50))),
+        );
+        assert_eq!(
+            said,
+            [Said::Info(
+                "site fritzbox: IKE SA #1 established (started by this side)".into()
+            )]
+        );
+        assert_eq!(tally(&r, Renewal::IkeReauth), Tally::default());
+        // The FRITZ!Box re-authenticates: a new SA it started, then the old one ends.
+        let said = r.event(
+            "ike-updown",
+            &updown(true, ike(2, "ESTABLISHED", false, Some(50))),
+        );
+        assert_eq!(
+            said,
+            [Said::Info(
+                "site fritzbox: re-authenticated (started by the other side): IKE SA #2 \
+                 replaces #1"
+                    .into()
+            )]
+        );
+        assert!(
+            r.event(
+                "ike-updown",
+                &updown(false, ike(1, "DELETING", true, Some(3)))
+            )
+            .is_empty()
+        );
+        // This side re-authenticates (the old SA is REKEYING meanwhile).
+        r.event(
+            "ike-updown",
+            &updown(true, ike(3, "ESTABLISHED", true, Some(50))),
+        );
+        r.event(
+            "ike-updown",
+            &updown(false, ike(2, "REKEYING", false, None)),
+        );
+        assert_eq!(tally(&r, Renewal::IkeReauth), Tally { done: 2, failed: 0 });
+    }
+
+    #[test]
+    fn a_refused_re_authentication_is_a_failure_with_charons_reason_and_counts_once() {
+        let mut r = Renewals::new();
+        r.seed(
+            &ike_sas_from_event(&section(vec![(
+                "vpn-ctl-fritzbox",
+                ike(7, "ESTABLISHED", true, Some(10)),
+            )]))
+            .unwrap(),
+        );
+        r.event(
+            "log",
+            &log(8, "sending packet: from 10.0.0.2[500] to 10.0.0.1[500]"),
+        );
+        r.event(
+            "log",
+            &log(8, "received AUTHENTICATION_FAILED error notify"),
+        );
+        let said = r.event(
+            "ike-updown",
+            &updown(false, ike(8, "CONNECTING", true, None)),
+        );
+        let [Said::Warn(text)] = said.as_slice() else {
+            panic!("{said:?}");
+        };
+        assert!(
+            text.starts_with(
+                "site fritzbox: re-authentication failed (started by this side): charon: \
+                 \"received AUTHENTICATION_FAILED error notify\"; the other side rejected"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("IKE SA #7 carries the traffic until it expires"),
+            "{text}"
+        );
+        // The old SA then expires: said, but not counted a second time.
+        let said = r.event("ike-updown", &updown(false, ike(7, "REKEYING", true, None)));
+        assert!(matches!(&said[..], [Said::Warn(t)] if t.contains("ended and none replaces it")));
+        assert_eq!(tally(&r, Renewal::IkeReauth), Tally { done: 0, failed: 1 });
+    }
+
+    #[test]
+    fn an_ike_sa_that_expires_alone_failed_its_renewal_and_one_deleted_early_did_not() {
+        let mut r = Renewals::new();
+        r.event(
+            "ike-updown",
+            &updown(true, ike(1, "ESTABLISHED", true, Some(100))),
+        );
+        let said = r.event(
+            "ike-updown",
+            &updown(false, ike(1, "ESTABLISHED", true, Some(80))),
+        );
+        assert!(matches!(&said[..], [Said::Warn(t)] if t.contains("ended and none replaces")));
+        assert_eq!(tally(&r, Renewal::IkeReauth).failed, 0);
+        r.event(
+            "ike-updown",
+            &updown(true, ike(2, "ESTABLISHED", true, Some(100))),
+        );
+        r.event("log", &log(2, "giving up after 5 retransmits"));
+        let said = r.event("ike-updown", &updown(false, ike(2, "REKEYING", true, None)));
+        let [Said::Warn(text)] = said.as_slice() else {
+            panic!("{said:?}");
+        };
+        assert!(text.contains("expired without a successor, re-authentication failed"));
+        assert!(text.contains("the other side never answered"), "{text}");
+        assert_eq!(tally(&r, Renewal::IkeReauth), Tally { done: 0, failed: 1 });
+    }
+
+    #[test]
+    fn child_rekeys_count_and_a_child_that_runs_out_is_a_failed_rekey() {
+        let mut r = Renewals::new();
+        let child = |id: &str, spi: &str, life: &str| {
+            section(vec![
+                ("name", s("vpn-ctl-fritzbox")),
+                ("uniqueid", s(id)),
+                ("state", s("INSTALLED")),
+                ("spi-in", s(&format!("c{spi}"))),
+                ("spi-out", s(&format!("d{spi}"))),
+                ("life-time", s(life)),
+            ])
+        };
+        let mut sa = ike(1, "ESTABLISHED", true, Some(100));
+        if let ViciValue::Section(map) = &mut sa {
+            map.insert(
+                "child-sas".into(),
+                section(vec![(
+                    "vpn-ctl-fritzbox",
+                    section(vec![
+                        ("old", child("1", "0000001", "5")),
+                        ("new", child("2", "0000002", "60")),
+                    ]),
+                )]),
+            );
+        }
+        let said = r.event("child-rekey", &section(vec![("vpn-ctl-fritzbox", sa)]));
+        assert_eq!(
+            said,
+            [Said::Info(
+                "site fritzbox: CHILD SA rekeyed: SPIs c0000002_i d0000002_o replace \
+                 c0000001_i d0000001_o"
+                    .into()
+            )]
+        );
+        let mut sa = ike(1, "ESTABLISHED", true, Some(100));
+        if let ViciValue::Section(map) = &mut sa {
+            map.insert(
+                "child-sas".into(),
+                section(vec![("vpn-ctl-fritzbox-2", child("2", "0000002", "0"))]),
+            );
+        }
+        let said = r.event("child-updown", &updown(false, sa.clone()));
+        assert!(matches!(&said[..], [Said::Warn(t)] if t.contains("CHILD SA {2} expired")));
+        // Deleted early (by the peer, or with its IKE SA): no failure.
+        if let ViciValue::Section(map) = &mut sa {
+            map.insert("state".into(), s("DELETING"));
+        }
+        assert!(r.event("child-updown", &updown(false, sa)).is_empty());
+        assert_eq!(tally(&r, Renewal::ChildRekey), Tally { done: 1, failed: 1 });
+    }
+
+    #[test]
+    fn other_connections_are_not_counted_and_the_log_kept_is_bounded() {
+        let mut r = Renewals::new();
+        let mut other = updown(true, ike(1, "ESTABLISHED", true, Some(1)));
+        if let ViciValue::Section(map) = &mut other {
+            let sa = map.remove("vpn-ctl-fritzbox").unwrap();
+            map.insert("home".into(), sa);
+        }
+        assert!(r.event("ike-updown", &other).is_empty());
+        assert!(r.tallies().is_empty());
+        for i in 0..1000 {
+            r.event("log", &log(1, &format!("line {i}")));
+        }
+        assert_eq!(r.sites["fritzbox"].log.len(), LOG_LINES);
+        r.sites(&[]);
+        assert!(r.tallies().is_empty());
+    }
+}
