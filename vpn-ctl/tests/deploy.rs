@@ -31,6 +31,8 @@ const METRICS: &[&str] = &[
     "ipsec_sa_bytes_total",
     "ipsec_sa_packets_total",
     "ipsec_sa_established_seconds",
+    "vpnctl_ipsec_renewals_total",
+    "vpnctl_ipsec_renewal_failures_total",
     "vpnctl_wan_packets_total",
     "vpnctl_wan_bytes_total",
     "vpnctl_listener_up",
@@ -93,6 +95,7 @@ fn alert_rules_cover_the_issue_and_use_only_exported_metrics() {
         "NoPacketsReachingWan",
         "XfrmErrorsRising",
         "IPsecSiteDown",
+        "IPsecRenewalFailing",
         "VpnCtlScrapeDown",
     ] {
         assert!(

@@ -19,9 +19,19 @@ use std::{
     fs,
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    process::Child,
+    process::{Child, Stdio},
+    sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
+
+#[path = "common/cli.rs"]
+#[allow(dead_code, reason = "shared by the end-to-end tests; each uses some")]
+mod cli;
+#[path = "common/daemon.rs"]
+#[allow(dead_code, reason = "shared by the end-to-end tests; each uses some")]
+mod daemon;
+
+use daemon::{Daemon, wait_for};
 
 use vpn_ctl::{
     config::ipsec::{Gateway, Identity, IkeKeying, IkeVersion, IpsecSite, Keying, SecretBytes},
@@ -253,6 +263,21 @@ fn fritz_initiates(fritz: &Charon, ours: &Path) -> std::process::Output {
         &["--initiate", "--child", "fritzbox", "--timeout", "90"],
         &fritz.socket,
     )
+}
+
+/// `swanctl ARGS --uri unix://SOCKET`, which must succeed; its output.
+fn swanctl(socket: &Path, args: &[&str]) -> String {
+    text(run(std::process::Command::new("swanctl")
+        .args(args)
+        .arg("--uri")
+        .arg(format!("unix://{}", socket.display()))))
+}
+
+/// vpn-ctl's own charon (the default VICI socket and pid file) is one per machine: the tests
+/// that start it through `vpn-ctl up` take turns.
+fn default_charon() -> MutexGuard<'static, ()> {
+    static DEFAULT_CHARON: Mutex<()> = Mutex::new(());
+    DEFAULT_CHARON.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn text(out: std::process::Output) -> String {
@@ -625,6 +650,7 @@ fn renewals_started_by_vpn_ctls_side_keep_lan_to_lan_traffic_flowing() {
 
 /// The renewal run with the FRITZ!Box side's IKE and CHILD renewal times, seconds.
 fn renewals(fritz_ike: u32, fritz_child: u32) {
+    let _charon = default_charon();
     if !kernel_has(Feature::Esp) {
         return;
     }
@@ -664,19 +690,8 @@ fn renewals(fritz_ike: u32, fritz_child: u32) {
         .args(["-D", "-i", "1", "-W", "1", "-w", "300", "192.168.1.10"])
         .output()
         .unwrap();
-    let replies: Vec<u64> = String::from_utf8_lossy(&ping.stdout)
-        .lines()
-        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split(' ').next()?.parse().ok())
-        .collect();
     let sent = started.elapsed().as_secs();
-    let mut lost_runs = Vec::new();
-    let mut expected = 1;
-    for &seq in &replies {
-        if seq > expected {
-            lost_runs.push((expected, seq - expected));
-        }
-        expected = seq + 1;
-    }
+    let (replies, lost_runs) = losses(&String::from_utf8_lossy(&ping.stdout));
     let lost: u64 = lost_runs.iter().map(|(_, n)| n).sum();
     let ours_log = fs::read_to_string("/run/vpn-ctl/charon/charon.log").unwrap_or_default();
     let count = |log: &str, what: &str| log.lines().filter(|l| l.contains(what)).count();
@@ -684,7 +699,7 @@ fn renewals(fritz_ike: u32, fritz_child: u32) {
         "renewals: {} replies in {sent} s, {lost} lost in runs (first seq, length) {lost_runs:?}; \
          vpn-ctl's charon: {} IKE_SAs established, {} CHILD_SAs established, {} AUTH_FAILED; \
          FRITZ!Box: {} IKE_SAs established, {} CHILD_SAs established, {} AUTH_FAILED",
-        replies.len(),
+        replies,
         count(&ours_log, "established between"),
         count(&ours_log, "established with SPIs"),
         count(&ours_log, "AUTH_FAILED"),
@@ -696,6 +711,307 @@ fn renewals(fritz_ike: u32, fritz_child: u32) {
         lost_runs.iter().all(|&(_, n)| n <= 1),
         "an outage of more than one probe: {lost_runs:?}"
     );
+}
+
+/// ping's output: how many replies, and the runs of lost probes (first seq, length) between
+/// them.
+fn losses(ping: &str) -> (usize, Vec<(u64, u64)>) {
+    let replies: Vec<u64> = ping
+        .lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    let mut runs = Vec::new();
+    let mut expected = 1;
+    for &seq in &replies {
+        if seq > expected {
+            runs.push((expected, seq - expected));
+        }
+        expected = seq + 1;
+    }
+    (replies.len(), runs)
+}
+
+/// The value of the sample `name{labels}` in a Prometheus exposition.
+fn sample(exposition: &str, name_and_labels: &str) -> Option<u64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+/// Renewals started from each side in turn, on demand (`swanctl --rekey`), with a
+/// LAN-to-LAN ping every 0.5 s: three re-authentications and two CHILD rekeys from the
+/// FRITZ!Box side, then the same from vpn-ctl's (and for IKEv2 an IKE rekey from each). At
+/// most one lost probe per renewal, no AUTH_FAILED in either log, and the daemon logs and
+/// counts every renewal. Then the failures: the FRITZ!Box gets another key and vpn-ctl's
+/// side re-authenticates (the daemon says it failed and why, and counts it), and with the key
+/// back the tunnel returns by itself. For IKEv1, last: vpn-ctl's charon dies and its SAs are
+/// lost while the FRITZ!Box side holds its own; the FRITZ!Box finds the peer dead (DPD) and
+/// initiates while `vpn-ctl up` restarts charon, and that charon answers it.
+fn renewals_in_turn(ikev2: bool) {
+    let _charon = default_charon();
+    if !kernel_has(Feature::Esp) {
+        return;
+    }
+    let (wan, _right_lan, left_lan) = two_sites();
+    let left = &wan.b;
+    let dir = tempfile::tempdir().unwrap();
+    let right_dir = dir.path().join("fritzbox");
+    fs::create_dir(&right_dir).unwrap();
+    // The FRITZ!Box keeps its tunnel up by itself: it probes the peer and starts again when
+    // it is dead, forever.
+    let mut conf = fritzbox_swanctl_conf(wan.a_addr, wan.b_addr)
+        .replace(
+            "dpd_delay = 30s",
+            "dpd_delay = 5s\n        dpd_timeout = 15s\n        keyingtries = 0",
+        )
+        .replace(
+            "life_time = 3600s",
+            "life_time = 3600s\n                dpd_action = restart",
+        );
+    if ikev2 {
+        conf = conf.replace("version = 1\n        aggressive = yes", "version = 2");
+    }
+    let fritz = fritzbox_with(&wan, &right_dir, conf.clone());
+    let _logs = LogsOnFailure(vec![&fritz]);
+    let metrics: std::net::SocketAddr = "127.0.0.1:9586".parse().unwrap();
+    let config = fritzbox_config(
+        dir.path(),
+        wan.a_addr,
+        &format!("[daemon]\nmetrics_listen = \"{metrics}\"\nxdp = \"off\"\n\n"),
+        "",
+    );
+    if ikev2 {
+        let text = fs::read_to_string(&config).unwrap();
+        fs::write(&config, text.replace("ikev1-aggressive", "ikev2")).unwrap();
+    }
+    let _stop = StopsCharon;
+    cli::vpn_ctl(left, &config, &["up"]);
+    let ours = Path::new(ike::DEFAULT_SOCKET);
+    let ours_log = || fs::read_to_string("/run/vpn-ctl/charon/charon.log").unwrap_or_default();
+    let daemon = Daemon::start(left, &config, dir.path(), None, None);
+    daemon.wait_log(0, "renewal events: following charon", TIMEOUT);
+
+    let ping = left_lan
+        .command("ping")
+        .args(["-D", "-i", "0.5", "-W", "1", "192.168.1.10"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let said = |what: &str| daemon.log().matches(what).count();
+    // Runs `swanctl --rekey ARGS` and waits for the daemon to log `what` once more.
+    let renew = |socket: &Path, args: &[&str], what: &str| {
+        let before = said(what);
+        let mut all = vec!["--rekey"];
+        all.extend_from_slice(args);
+        swanctl(socket, &all);
+        wait_for(
+            TIMEOUT,
+            &format!("the daemon to log {what:?} after {args:?}"),
+            || (said(what) > before).then_some(()),
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let mut renewals = 0;
+    for (socket, name) in [
+        (fritz.socket.as_path(), "fritzbox"),
+        (ours, "vpn-ctl-fritzbox"),
+    ] {
+        for _ in 0..3 {
+            renew(socket, &["--ike", name, "--reauth"], "re-authenticated");
+            renewals += 1;
+        }
+        if ikev2 {
+            renew(socket, &["--ike", name], "IKE SA rekeyed");
+            renewals += 1;
+        }
+        for _ in 0..2 {
+            renew(socket, &["--child", name], "CHILD SA rekeyed");
+            renewals += 1;
+        }
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(ping.id() as i32, libc::SIGINT) };
+    // Renewed SAs do not pile up: one IKE SA each side once the old ones are deleted.
+    let ike_sas = |socket: &Path| {
+        let list = swanctl(socket, &["--list-sas"]);
+        let count = list.lines().filter(|l| l.contains(": #") && l.contains("IKEv")).count();
+        (count, list)
+    };
+    wait_for(TIMEOUT, "one IKE SA on each side after the renewals", || {
+        let (ours_n, ours_list) = ike_sas(ours);
+        let (fritz_n, fritz_list) = ike_sas(&fritz.socket);
+        eprintln!("IKE SAs: vpn-ctl {ours_n}, FRITZ!Box {fritz_n}\n{ours_list}\n{fritz_list}");
+        (ours_n == 1 && fritz_n == 1).then_some(())
+    });
+    let out = ping.wait_with_output().unwrap();
+    let (replies, lost_runs) = losses(&String::from_utf8_lossy(&out.stdout));
+    let lost: u64 = lost_runs.iter().map(|(_, n)| n).sum();
+    eprintln!(
+        "renewals in turn ({}): {renewals} renewals, {replies} replies, {lost} lost in runs \
+         (first seq, length) {lost_runs:?}",
+        if ikev2 { "IKEv2" } else { "IKEv1 aggressive" }
+    );
+    assert!(
+        lost_runs.iter().all(|&(_, n)| n <= 1) && lost <= renewals,
+        "more than one lost probe per renewal: {lost_runs:?}\n--- daemon ---\n{}",
+        daemon.log()
+    );
+    for (who, log) in [("vpn-ctl's charon", ours_log()), ("FRITZ!Box", fritz.log())] {
+        assert!(!log.contains("AUTH_FAILED"), "{who}: AUTH_FAILED\n{log}");
+    }
+    let log = daemon.log();
+    assert!(
+        log.contains("re-authenticated (started by the other side)")
+            && log.contains("re-authenticated (started by this side)"),
+        "{log}"
+    );
+    let scrape = cli::http_get(left, metrics, "/metrics").expect("the daemon's metrics");
+    let count = |family: &str, kind: &str| {
+        sample(
+            &scrape,
+            &format!("{family}{{site=\"fritzbox\",kind=\"{kind}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("no {family} {kind} in\n{scrape}"))
+    };
+    assert!(
+        count("vpnctl_ipsec_renewals_total", "ike_reauth") >= 6,
+        "{scrape}"
+    );
+    assert!(
+        count("vpnctl_ipsec_renewals_total", "child_rekey") >= 4,
+        "{scrape}"
+    );
+    if ikev2 {
+        assert!(
+            count("vpnctl_ipsec_renewals_total", "ike_rekey") >= 2,
+            "{scrape}"
+        );
+    }
+    for kind in ["ike_reauth", "ike_rekey", "child_rekey"] {
+        assert_eq!(
+            count("vpnctl_ipsec_renewal_failures_total", kind),
+            0,
+            "{scrape}"
+        );
+    }
+
+    // A re-authentication the FRITZ!Box refuses: said, with the reason, and counted.
+    let wrong = right_dir.join("wrong.conf");
+    fs::write(&wrong, conf.replace(PSK, "another key")).unwrap();
+    swanctl(
+        &fritz.socket,
+        &[
+            "--load-creds",
+            "--noprompt",
+            "--file",
+            wrong.to_str().unwrap(),
+        ],
+    );
+    let mark = daemon.log().len();
+    let _ = std::process::Command::new("swanctl")
+        .args(["--rekey", "--ike", "vpn-ctl-fritzbox", "--reauth"])
+        .output();
+    let line = daemon.wait_log(mark, "re-authentication failed", TIMEOUT);
+    assert!(line.contains("(started by this side)"), "{line}");
+    assert!(
+        line.contains("pre-shared key") || line.contains("pre-shared keys differ"),
+        "the reason: {line}"
+    );
+    let scrape = cli::http_get(left, metrics, "/metrics").unwrap();
+    assert!(count_in(&scrape, "ike_reauth") >= 1, "{scrape}");
+    // The key back: the tunnel returns without anyone's help.
+    let right_conf = right_dir.join("swanctl.conf");
+    swanctl(
+        &fritz.socket,
+        &[
+            "--load-creds",
+            "--noprompt",
+            "--file",
+            right_conf.to_str().unwrap(),
+        ],
+    );
+    wait_for(
+        Duration::from_secs(180),
+        "the tunnel back with the right key",
+        || {
+            left_lan
+                .command("ping")
+                .args(["-c", "1", "-W", "2", "192.168.1.10"])
+                .status()
+                .unwrap()
+                .success()
+                .then_some(())
+        },
+    );
+    drop(daemon);
+    if ikev2 {
+        return;
+    }
+
+    // vpn-ctl's side loses everything (charon killed, the kernel's SAs and policies gone, as
+    // after a crash or a reboot); the FRITZ!Box still has its SAs, finds the peer dead and
+    // initiates, while `vpn-ctl up` starts charon again.
+    let pid: i32 = fs::read_to_string(ike::charon::PID_FILE)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) with the pid from charon's pid file.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_for(TIMEOUT, "the killed charon to go", || {
+        // SAFETY: signal 0 only checks that the process exists.
+        (unsafe { libc::kill(pid, 0) } != 0).then_some(())
+    });
+    left.ip(&["xfrm", "state", "flush"]);
+    left.ip(&["xfrm", "policy", "flush"]);
+    let fritz_mark = fritz.log().len();
+    wait_for(TIMEOUT, "the FRITZ!Box to initiate again after DPD", || {
+        fritz.log()[fritz_mark..]
+            .contains("initiating Aggressive Mode IKE_SA")
+            .then_some(())
+    });
+    let ours_mark = ours_log().len();
+    cli::vpn_ctl(left, &config, &["up"]);
+    wait_for(
+        TIMEOUT,
+        "vpn-ctl's new charon to answer the FRITZ!Box",
+        || {
+            let log = ours_log();
+            log.get(ours_mark..)
+                .is_some_and(|l| l.contains("is initiating a Aggressive Mode IKE_SA"))
+                .then_some(())
+        },
+    );
+    run(left_lan
+        .command("ping")
+        .args(["-c", "2", "-i", "0.5", "-W", "5", "192.168.1.10"]));
+    let ours_after = ours_log();
+    let answered = &ours_after[ours_mark..];
+    assert!(
+        !answered.contains("AUTH_FAILED") && !answered.contains("Aggressive Mode PSK disabled"),
+        "{answered}"
+    );
+    assert!(!fritz.log()[fritz_mark..].contains("AUTH_FAILED"));
+    cli::vpn_ctl(left, &config, &["down"]);
+}
+
+/// The failures counter of `kind` in a scrape.
+fn count_in(scrape: &str, kind: &str) -> u64 {
+    sample(
+        scrape,
+        &format!("vpnctl_ipsec_renewal_failures_total{{site=\"fritzbox\",kind=\"{kind}\"}}"),
+    )
+    .unwrap_or(0)
+}
+
+#[test]
+fn renewals_in_turn_with_a_fritzbox_ikev1_aggressive() {
+    renewals_in_turn(false);
+}
+
+#[test]
+fn renewals_in_turn_with_a_fritzbox_ikev2() {
+    renewals_in_turn(true);
 }
 
 /// What vpn-ctl loads is what charon takes: one charon, no peer, no ESP needed (runs on the
@@ -820,6 +1136,7 @@ impl Drop for StopsCharon {
 /// `down` work on what it made.
 #[test]
 fn vpn_ctl_up_brings_a_fritzbox_site_up_from_the_config_file() {
+    let _charon = default_charon();
     if !kernel_has(Feature::Esp) {
         return;
     }

@@ -6,7 +6,8 @@
 //! - `strongswan.conf`: Debian's charon plugins (`include /etc/strongswan.d/charon/*.conf`,
 //!   the set Debian's own strongswan.conf loads), the VICI socket vpn-ctl was given, stroke's
 //!   socket moved into the directory (so it never collides with a system charon's
-//!   `/var/run/charon.ctl`), `install_routes = no`, optionally IKEv1 aggressive mode with a
+//!   `/var/run/charon.ctl`), `install_routes = no`, `make_before_break = yes` (IKEv2
+//!   re-authentication without a gap; strongSwan 5.9's default is no), optionally IKEv1 aggressive mode with a
 //!   PSK as responder, and a log file. Nothing from `/etc/strongswan.d/charon.conf` or
 //!   `/etc/swanctl`: vpn-ctl loads the connections over VICI.
 //! - `charon.log`: charon's log at level 1 (no keys: those appear only at level 4), appended.
@@ -124,7 +125,10 @@ impl CharonLaunch {
             "# Written by vpn-ctl for the charon it starts; rewritten at every start.\n\
              charon {{\n    \
                  # Routing stays vpn-ctl's: no table 220, no ip rule.\n    \
-                 install_routes = no\n\
+                 install_routes = no\n    \
+                 # IKEv2 re-authentication sets up the new SAs before it deletes the old\n    \
+                 # (the default from strongSwan 6.0; 5.9 broke the tunnel meanwhile).\n    \
+                 make_before_break = yes\n\
              {aggressive}    \
                  plugins {{\n        \
                      include /etc/strongswan.d/charon/*.conf\n        \

@@ -53,6 +53,8 @@ pub const EVENTS: &[&str] = &[
 
 /// How many of charon's log lines are kept per site for the reason of a failure.
 const LOG_LINES: usize = 12;
+/// How many failed IKE SAs are remembered per site, so that each is said once.
+const FAILED_KEPT: usize = 8;
 
 /// A kind of renewal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -129,6 +131,9 @@ struct Site {
     tallies: BTreeMap<Renewal, Tally>,
     /// charon's recent log lines about the site: (IKE SA unique id, text).
     log: VecDeque<(Option<u64>, String)>,
+    /// The last IKE SAs whose failure was said (a failure is seen in the log and again in
+    /// its `ike-updown`).
+    failed: VecDeque<u64>,
 }
 
 impl Site {
@@ -139,6 +144,35 @@ impl Site {
         } else {
             tally.failed += 1;
         }
+    }
+
+    /// IKE SA `id` (started by `by`) failed before it was established: a failed
+    /// re-authentication when the site still has an established SA, a failed attempt
+    /// otherwise. Said once per SA.
+    fn attempt_failed(&mut self, name: &str, id: u64, by: &str) -> Option<Said> {
+        if self.failed.contains(&id) {
+            return None;
+        }
+        if self.failed.len() == FAILED_KEPT {
+            self.failed.pop_front();
+        }
+        self.failed.push_back(id);
+        let Some(old) = self.other_established(id) else {
+            return Some(Said::Warn(format!(
+                "site {name}: establishing an IKE SA failed (started by {by}): {}",
+                self.reason(id)
+            )));
+        };
+        // A re-authentication that never got through; the old SA carries on.
+        self.count(Renewal::IkeReauth, false);
+        for seen in self.ike.values_mut() {
+            seen.failure_counted = true;
+        }
+        Some(Said::Warn(format!(
+            "site {name}: re-authentication failed (started by {by}): {}; IKE SA #{old} \
+             carries the traffic until it expires",
+            self.reason(id)
+        )))
     }
 
     /// Whether another IKE SA than `except` is established.
@@ -228,10 +262,7 @@ impl Renewals {
     /// Reads one event (`name` is its registration name) and says what it means.
     pub fn event(&mut self, name: &str, event: &ViciValue) -> Vec<Said> {
         match name {
-            "log" => {
-                self.log(event);
-                Vec::new()
-            }
+            "log" => self.log(event).into_iter().collect(),
             "ike-updown" => self.ike_updown(event),
             "ike-rekey" => self.ike_rekey(event),
             "child-rekey" => self.child_rekey(event),
@@ -240,22 +271,64 @@ impl Renewals {
         }
     }
 
-    fn log(&mut self, event: &ViciValue) {
-        let Some(site) = event.str("ikesa-name").and_then(site_of) else {
-            return;
-        };
+    /// An event in a few words for the debug log: `vpn-ctl-site[7] ESTABLISHED initiator`
+    /// for each IKE SA in it, `up` when it says so.
+    pub fn summary(event: &ViciValue) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if event.yes("up") {
+            parts.push("up".into());
+        }
+        for (name, v) in event.entries() {
+            let Some(id) = v.str("uniqueid") else {
+                continue;
+            };
+            let children: Vec<String> = v
+                .get("child-sas")
+                .into_iter()
+                .flat_map(ViciValue::entries)
+                .map(|(key, c)| format!("{key}:{}", c.str("state").unwrap_or("?")))
+                .collect();
+            parts.push(format!(
+                "{name}[{id}] {}{} children=[{}]",
+                v.str("state").unwrap_or("?"),
+                if v.yes("initiator") { " initiator" } else { "" },
+                children.join(",")
+            ));
+        }
+        parts.join(" ")
+    }
+
+    /// Keeps a line of charon's log about one of vpn-ctl's sites. A line that says an IKE SA
+    /// that never came up has failed (charon raises no `ike-updown` for every such failure)
+    /// is a failed attempt.
+    fn log(&mut self, event: &ViciValue) -> Option<Said> {
+        let name = event.str("ikesa-name").and_then(site_of)?;
         // The encoder's and the network's lines say nothing a user can act on.
         if matches!(event.str("group"), Some("ENC" | "NET" | "ASN" | "LIB")) {
-            return;
+            return None;
         }
-        let Some(msg) = event.str("msg") else {
-            return;
-        };
-        let log = &mut self.sites.entry(site.to_string()).or_default().log;
-        if log.len() == LOG_LINES {
-            log.pop_front();
+        let msg = event.str("msg")?;
+        let id = event.u64("ikesa-uniqueid");
+        let site = self.sites.entry(name.to_string()).or_default();
+        if site.log.len() == LOG_LINES {
+            site.log.pop_front();
         }
-        log.push_back((event.u64("ikesa-uniqueid"), msg.to_string()));
+        site.log.push_back((id, msg.to_string()));
+        let id = id?;
+        let failed = !msg.contains("retransmit") || msg.contains("giving up");
+        if !failed || hint_for_log(&[msg.to_string()]).is_none() {
+            return None;
+        }
+        if site.ike.get(&id).is_some_and(|seen| seen.established) {
+            return None;
+        }
+        // Who started it: charon says "initiating ..." for its own, "X is initiating ..." for
+        // the peer's.
+        let ours = site.log.iter().any(|(sa, text)| {
+            *sa == Some(id) && text.starts_with("initiating") && !text.contains("is initiating")
+        });
+        let by = if ours { "this side" } else { "the other side" };
+        site.attempt_failed(name, id, by)
     }
 
     /// The IKE SAs of vpn-ctl's sites in an event (the sections named like a connection).
@@ -268,7 +341,10 @@ impl Renewals {
                 .collect(),
         );
         ike_sas_from_event(&sections)
-            .unwrap_or_default()
+            .unwrap_or_else(|e| {
+                log::debug!("charon event not understood: {e:#}");
+                Vec::new()
+            })
             .into_iter()
             .filter_map(|sa| Some((site_of(&sa.name)?.to_string(), sa)))
             .collect()
@@ -312,23 +388,7 @@ impl Renewals {
             };
             let other = site.other_established(id);
             if !seen.established && !sa.is_established() {
-                if let Some(old) = other {
-                    // A re-authentication that never got through; the old SA carries on.
-                    site.count(Renewal::IkeReauth, false);
-                    for seen in site.ike.values_mut() {
-                        seen.failure_counted = true;
-                    }
-                    said.push(Said::Warn(format!(
-                        "site {name}: re-authentication failed (started by {by}): {}; IKE SA \
-                         #{old} carries the traffic until it expires",
-                        site.reason(id)
-                    )));
-                } else {
-                    said.push(Said::Warn(format!(
-                        "site {name}: establishing an IKE SA failed: {}",
-                        site.reason(id)
-                    )));
-                }
+                said.extend(site.attempt_failed(&name, id, by));
             } else if other.is_none() {
                 let kind = if sa.version == 2 {
                     Renewal::IkeRekey
@@ -488,6 +548,9 @@ pub async fn follow(
             tokio::select! {
                 event = events.next() => match event {
                     Some(Ok((name, message))) => {
+                        if name != "log" {
+                            log::debug!("charon event {name}: {}", Renewals::summary(&message));
+                        }
                         let said = renewals
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -646,15 +709,23 @@ mod tests {
         );
         r.event(
             "log",
-            &log(8, "sending packet: from 10.0.0.2[500] to 10.0.0.1[500]"),
+            &log(
+                8,
+                "initiating Aggressive Mode IKE_SA vpn-ctl-fritzbox[8] to 10.0.0.1",
+            ),
         );
-        r.event(
+        r.event("log", &log(8, "retransmit 1 of request with message ID 0"));
+        // The failure is in charon's log; its ike-updown (not always raised) says nothing more.
+        let said = r.event(
             "log",
             &log(8, "received AUTHENTICATION_FAILED error notify"),
         );
-        let said = r.event(
-            "ike-updown",
-            &updown(false, ike(8, "CONNECTING", true, None)),
+        assert!(
+            r.event(
+                "ike-updown",
+                &updown(false, ike(8, "CONNECTING", true, None))
+            )
+            .is_empty()
         );
         let [Said::Warn(text)] = said.as_slice() else {
             panic!("{said:?}");
@@ -674,6 +745,20 @@ mod tests {
         let said = r.event("ike-updown", &updown(false, ike(7, "REKEYING", true, None)));
         assert!(matches!(&said[..], [Said::Warn(t)] if t.contains("ended and none replaces it")));
         assert_eq!(tally(&r, Renewal::IkeReauth), Tally { done: 0, failed: 1 });
+        // A failure charon raises only as an ike-updown (the other side started it).
+        r.event(
+            "ike-updown",
+            &updown(true, ike(9, "ESTABLISHED", true, Some(10))),
+        );
+        let said = r.event(
+            "ike-updown",
+            &updown(false, ike(10, "CONNECTING", false, None)),
+        );
+        assert!(
+            matches!(&said[..], [Said::Warn(t)] if t.contains("re-authentication failed (started by the other side)")),
+            "{said:?}"
+        );
+        assert_eq!(tally(&r, Renewal::IkeReauth), Tally { done: 0, failed: 2 });
     }
 
     #[test]
