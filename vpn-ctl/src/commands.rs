@@ -312,7 +312,7 @@ pub async fn converge(
     let mut warnings = config_warnings(config, crate::link::exists);
     let mut changes = wireguard::up_with(config, options).await?.changes;
     changes.extend(ipsec_sites(config, xfrm::up)?);
-    changes.extend(ike_up(config).await?);
+    changes.extend(ike_up(config, &mut warnings).await?);
     let firewall = firewall::up(config)?;
     changes.extend(firewall.changes);
     warnings.extend(firewall.warnings);
@@ -376,32 +376,37 @@ async fn running_charon() -> Option<ike::Vici> {
 }
 
 /// Applies the config's IKE sites through charon, starting charon where none runs. Without IKE
-/// sites, only unloads what vpn-ctl loaded for sites since removed, if a charon runs.
-async fn ike_up(config: &config::Config) -> anyhow::Result<Vec<String>> {
+/// sites, only unloads what vpn-ctl loaded for sites since removed, if a charon runs. What is
+/// weak about the sites goes to `warnings` (the daemon logs them when they change, not on
+/// every tick).
+async fn ike_up(
+    config: &config::Config,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Vec<String>> {
     let socket = std::path::Path::new(ike::DEFAULT_SOCKET);
     let mut changes = Vec::new();
     for site in &config.ipsec {
         if let config::ipsec::Keying::Ike(ike) = &site.keying {
             let weak = ike.weak_algorithms();
             if !weak.is_empty() {
-                log::warn!(
+                warnings.push(format!(
                     "site {}: uses weak algorithms ({}), allowed by allow_weak; switch to \
                      stronger ones when the peer supports them",
                     site.name,
                     weak.join(", ")
-                );
+                ));
             }
         }
     }
     let aggressive = aggressive_sites(config);
     if !aggressive.is_empty() {
-        log::warn!(
+        warnings.push(format!(
             "{}: IKEv1 aggressive mode with a pre-shared key, so the charon vpn-ctl starts \
              answers it (a FRITZ!Box initiating needs that). It is weak: the first message of the \
              exchange carries a hash of the key that an eavesdropper can test guesses against \
              offline, so use a long random key",
             aggressive.join(", ")
-        );
+        ));
     }
     let mut launch = charon_launch();
     launch.aggressive_psk = !aggressive.is_empty();
@@ -410,7 +415,7 @@ async fn ike_up(config: &config::Config) -> anyhow::Result<Vec<String>> {
         match &start {
             ike::CharonStart::Started { .. } => changes.push(format!("IKE: {start}")),
             ike::CharonStart::Running { ours: false, .. } if !aggressive.is_empty() => {
-                log::warn!("{}", foreign_charon_hint(&aggressive));
+                warnings.push(foreign_charon_hint(&aggressive));
             }
             ike::CharonStart::Running { .. } => {}
         }

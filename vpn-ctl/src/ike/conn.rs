@@ -89,8 +89,12 @@ pub struct ChildBody {
     pub start_action: &'static str,
     /// `restart`: a dead peer's SAs are re-established at once.
     pub dpd_action: &'static str,
-    /// `restart`: when the peer deletes the CHILD SA (a FRITZ!Box that restarted, say), it
-    /// is re-established at once. (charon 5.9.6 renamed it `start`; both are accepted.)
+    /// IKEv1 `restart`: when the peer deletes the CHILD SA (a FRITZ!Box that restarted, say),
+    /// it is re-established at once. (charon 5.9.6 renamed it `start`; both are accepted.)
+    /// IKEv2 `trap`: an IKEv2 peer that re-authenticates make-before-break deletes the old
+    /// IKE SA with its CHILD SAs after the new ones are up, and `restart` would then start a
+    /// third, duplicate IKE SA; with `trap` the next packet brings the tunnel back if the
+    /// peer really closed it.
     pub close_action: &'static str,
 }
 
@@ -179,7 +183,7 @@ impl Connection {
             life_time: esp_life,
             start_action: "trap",
             dpd_action: "restart",
-            close_action: "restart",
+            close_action: if version == 2 { "trap" } else { "restart" },
         };
         let body = ConnBody {
             version,

@@ -18,8 +18,9 @@
 //! gateways (a DNS name is passed on: charon resolves it at every (re)initiation, which is
 //! what dynamic DNS needs), the identities, PSK authentication, proposals, lifetimes (charon
 //! renegotiates at 90 %), DPD) with one child of the same name (the subnets as traffic
-//! selectors, the ESP proposals, `start_action = trap`, `dpd_action` and `close_action =
-//! restart`: a site-to-site tunnel that comes back by itself), and its pre-shared key under
+//! selectors, the ESP proposals, `start_action = trap`, `dpd_action = restart`, `close_action
+//! = restart` (IKEv2: `trap`, see [`conn::ChildBody::close_action`]): a site-to-site tunnel
+//! that comes back by itself), and its pre-shared key under
 //! the id `vpn-ctl-<site>`, owned by the two identities. Everything vpn-ctl loads carries
 //! the prefix [`conn::NAME_PREFIX`]; nothing else in charon is touched, so vpn-ctl can share
 //! a charon with other users. (But `swanctl --load-all` unloads every connection and key
@@ -119,7 +120,13 @@ pub enum SaAction {
     Initiate,
     /// Up (or on its way) with an outdated config: terminate, then initiate.
     Restart,
+    /// charon is renewing or setting up the SAs (see [`is_renewing`]): leave it to charon;
+    /// initiating now would start a second SA beside the one on its way.
+    Wait,
 }
+
+/// How long after an IKE SA is established its CHILD SA may still be on its way.
+const SETTLING_SECS: u64 = 30;
 
 /// What `up` does for one site.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +150,23 @@ pub fn is_up(name: &str, sas: &[IkeSa]) -> bool {
                 .iter()
                 .any(|c| c.name == name && c.is_installed())
     })
+}
+
+/// Whether charon is in the middle of a renewal or a setup of the site's SAs: several IKE SAs
+/// of the connection, one of them established or being established (the new one beside the
+/// old, by either side, until the old is deleted), or one established moments ago whose CHILD
+/// SA is still being set up. An SA left `REKEYING` alone (its re-authentication failed) is
+/// not: that site needs initiating.
+pub fn is_renewing(name: &str, sas: &[IkeSa]) -> bool {
+    let mine: Vec<&IkeSa> = sas.iter().filter(|s| s.name == name).collect();
+    let active = mine
+        .iter()
+        .filter(|s| s.is_established() || s.state == "CONNECTING")
+        .count();
+    (mine.len() >= 2 && active >= 1)
+        || mine.iter().any(|s| {
+            s.is_established() && s.established.is_some_and(|t| t < SETTLING_SECS)
+        })
 }
 
 /// Decides what `up` does for a connection, from what charon shows (`loaded`, `sas`, whether
@@ -179,6 +203,8 @@ pub fn plan_site(
         SaAction::Restart
     } else if is_up(&conn.name, sas) {
         SaAction::Keep
+    } else if is_renewing(&conn.name, sas) {
+        SaAction::Wait
     } else {
         SaAction::Initiate
     };
@@ -325,7 +351,7 @@ async fn apply(
             "{name}: terminated its SAs (negotiated under the old config)"
         ));
     }
-    if plan.sa != SaAction::Keep {
+    if matches!(plan.sa, SaAction::Initiate | SaAction::Restart) {
         vici.initiate(name, name, options.timeout).await?;
         let sas = vici.list_sas(Some(name)).await?;
         changes.push(format!("{name}: {}", describe_up(name, &sas)));

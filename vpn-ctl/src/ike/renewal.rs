@@ -53,7 +53,8 @@ pub const EVENTS: &[&str] = &[
 
 /// How many of charon's log lines are kept per site for the reason of a failure.
 const LOG_LINES: usize = 12;
-/// How many failed IKE SAs are remembered per site, so that each is said once.
+/// How many failed and started IKE SAs are remembered per site (each failure is said once,
+/// with the side that started the SA).
 const FAILED_KEPT: usize = 8;
 
 /// A kind of renewal.
@@ -134,6 +135,8 @@ struct Site {
     /// The last IKE SAs whose failure was said (a failure is seen in the log and again in
     /// its `ike-updown`).
     failed: VecDeque<u64>,
+    /// The last IKE SAs whose start charon logged, and which side started them.
+    started: VecDeque<(u64, &'static str)>,
 }
 
 impl Site {
@@ -149,7 +152,7 @@ impl Site {
     /// IKE SA `id` (started by `by`) failed before it was established: a failed
     /// re-authentication when the site still has an established SA, a failed attempt
     /// otherwise. Said once per SA.
-    fn attempt_failed(&mut self, name: &str, id: u64, by: &str) -> Option<Said> {
+    fn attempt_failed(&mut self, name: &str, id: u64, by: Option<&str>) -> Option<Said> {
         if self.failed.contains(&id) {
             return None;
         }
@@ -157,9 +160,10 @@ impl Site {
             self.failed.pop_front();
         }
         self.failed.push_back(id);
+        let by = by.map_or(String::new(), |by| format!(" (started by {by})"));
         let Some(old) = self.other_established(id) else {
             return Some(Said::Warn(format!(
-                "site {name}: establishing an IKE SA failed (started by {by}): {}",
+                "site {name}: establishing an IKE SA failed{by}: {}",
                 self.reason(id)
             )));
         };
@@ -169,7 +173,7 @@ impl Site {
             seen.failure_counted = true;
         }
         Some(Said::Warn(format!(
-            "site {name}: re-authentication failed (started by {by}): {}; IKE SA #{old} \
+            "site {name}: re-authentication failed{by}: {}; IKE SA #{old} \
              carries the traffic until it expires",
             self.reason(id)
         )))
@@ -315,6 +319,22 @@ impl Renewals {
         }
         site.log.push_back((id, msg.to_string()));
         let id = id?;
+        // Who started it: charon says "initiating Aggressive Mode IKE_SA NAME[ID] to ..." for
+        // its own (logged under the old SA when it re-authenticates, hence the id from the
+        // text), "X is initiating a ... IKE_SA" for the peer's.
+        let started = if msg.starts_with("initiating ") {
+            started_id(msg).map(|id| (id, "this side"))
+        } else if msg.contains(" is initiating ") {
+            Some((id, "the other side"))
+        } else {
+            None
+        };
+        if let Some(started) = started {
+            if site.started.len() == FAILED_KEPT {
+                site.started.pop_front();
+            }
+            site.started.push_back(started);
+        }
         let failed = !msg.contains("retransmit") || msg.contains("giving up");
         if !failed || hint_for_log(&[msg.to_string()]).is_none() {
             return None;
@@ -322,12 +342,11 @@ impl Renewals {
         if site.ike.get(&id).is_some_and(|seen| seen.established) {
             return None;
         }
-        // Who started it: charon says "initiating ..." for its own, "X is initiating ..." for
-        // the peer's.
-        let ours = site.log.iter().any(|(sa, text)| {
-            *sa == Some(id) && text.starts_with("initiating") && !text.contains("is initiating")
-        });
-        let by = if ours { "this side" } else { "the other side" };
+        let by = site
+            .started
+            .iter()
+            .find(|(sa, _)| *sa == id)
+            .map(|(_, by)| *by);
         site.attempt_failed(name, id, by)
     }
 
@@ -388,7 +407,7 @@ impl Renewals {
             };
             let other = site.other_established(id);
             if !seen.established && !sa.is_established() {
-                said.extend(site.attempt_failed(&name, id, by));
+                said.extend(site.attempt_failed(&name, id, Some(by)));
             } else if other.is_none() {
                 let kind = if sa.version == 2 {
                     Renewal::IkeRekey
@@ -587,6 +606,13 @@ pub async fn follow(
     }
 }
 
+/// The id in charon's "initiating ... IKE_SA NAME[ID] to ADDRESS".
+fn started_id(msg: &str) -> Option<u64> {
+    let (_, after) = msg.split_once("IKE_SA ")?;
+    let (_, id) = after.split_once('[')?;
+    id.split_once(']')?.0.parse().ok()
+}
+
 /// The names of the config's IKE sites.
 fn ike_sites(config: &Config) -> Vec<String> {
     config
@@ -709,8 +735,9 @@ mod tests {
         );
         r.event(
             "log",
+            // Logged under the old SA, as charon does when it re-authenticates.
             &log(
-                8,
+                7,
                 "initiating Aggressive Mode IKE_SA vpn-ctl-fritzbox[8] to 10.0.0.1",
             ),
         );

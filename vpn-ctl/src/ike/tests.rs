@@ -519,16 +519,48 @@ fn an_unchanged_site_whose_sa_is_down_is_initiated_without_reloading() {
     let conn = Connection::from_site(&fritzbox_site()).unwrap();
     let record = conn.record().unwrap();
     let loaded = loaded_like(&conn);
-    for sas in [
-        Vec::new(),
-        parse_sas(&list_sa_event("ESTABLISHED", "DELETING", "2", "1")),
-    ] {
+    // An IKE SA established 10 minutes ago whose CHILD SA is being deleted.
+    let mut lost_child = parse_sas(&list_sa_event("ESTABLISHED", "DELETING", "2", "1"));
+    lost_child[0].established = Some(600);
+    for sas in [Vec::new(), lost_child] {
         let plan = plan_site(&conn, &record, Some(&loaded), Some(&record), true, &sas);
         assert_eq!((plan.load.clone(), plan.sa), (None, SaAction::Initiate));
     }
     // The key was unloaded behind vpn-ctl's back (`swanctl --load-creds`): loaded again.
     let plan = plan_site(&conn, &record, Some(&loaded), Some(&record), false, &[]);
     assert!(plan.load_shared && plan.load.is_none());
+}
+
+#[test]
+fn a_renewal_under_way_is_left_to_charon() {
+    let conn = Connection::from_site(&fritzbox_site()).unwrap();
+    let record = conn.record().unwrap();
+    let loaded = loaded_like(&conn);
+    let plan =
+        |sas: &[IkeSa]| plan_site(&conn, &record, Some(&loaded), Some(&record), true, sas).sa;
+    // The peer re-authenticated: the new IKE SA is up, its CHILD SA not yet, the old one is
+    // being deleted.
+    let mut old = parse_sas(&list_sa_event("DELETING", "INSTALLED", "1", "1"));
+    old[0].established = Some(3000);
+    let new = parse_sas(&list_sa_event("ESTABLISHED", "CREATED", "2", "2"));
+    let both: Vec<_> = old.iter().chain(&new).cloned().collect();
+    assert_eq!(plan(&both), SaAction::Wait);
+    // This side re-authenticates (IKEv1): the old SA is REKEYING, the new one CONNECTING
+    // with the CHILD SAs moved over.
+    let mut rekeying = parse_sas(&list_sa_event("REKEYING", "DELETING", "1", "1"));
+    rekeying[0].established = Some(3000);
+    rekeying[0].children.clear();
+    let connecting = parse_sas(&list_sa_event("CONNECTING", "INSTALLED", "2", "2"));
+    let both: Vec<_> = rekeying.iter().chain(&connecting).cloned().collect();
+    assert_eq!(plan(&both), SaAction::Wait);
+    // The re-authentication failed and the new SA is gone: initiate.
+    assert_eq!(plan(&rekeying), SaAction::Initiate);
+    // Established seconds ago, the CHILD SA on its way.
+    assert_eq!(plan(&new), SaAction::Wait);
+    // The same after the settling time: something is wrong, initiate.
+    let mut stuck = new.clone();
+    stuck[0].established = Some(300);
+    assert_eq!(plan(&stuck), SaAction::Initiate);
 }
 
 #[test]
