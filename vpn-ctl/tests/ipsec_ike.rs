@@ -273,6 +273,17 @@ fn swanctl(socket: &Path, args: &[&str]) -> String {
         .arg(format!("unix://{}", socket.display()))))
 }
 
+/// A reader of the log of vpn-ctl's own charon from now on (the file is appended to across
+/// runs and tests).
+fn our_charons_log_from_now() -> impl Fn() -> String {
+    let path = Path::new(ike::charon::DEFAULT_CONF_DIR).join("charon.log");
+    let start = fs::metadata(&path).map_or(0, |m| m.len() as usize);
+    move || {
+        let log = fs::read_to_string(&path).unwrap_or_default();
+        log.get(start..).unwrap_or_default().to_string()
+    }
+}
+
 /// vpn-ctl's own charon (the default VICI socket and pid file) is one per machine: the tests
 /// that start it through `vpn-ctl up` take turns.
 fn default_charon() -> MutexGuard<'static, ()> {
@@ -670,6 +681,7 @@ fn renewals(fritz_ike: u32, fritz_child: u32) {
         "",
         "ike_lifetime = 120\nesp_lifetime = 60\n",
     );
+    let ours_log = our_charons_log_from_now();
     let _stop = StopsCharon;
     let up = left
         .command(env!("CARGO_BIN_EXE_vpn-ctl"))
@@ -693,7 +705,7 @@ fn renewals(fritz_ike: u32, fritz_child: u32) {
     let sent = started.elapsed().as_secs();
     let (replies, lost_runs) = losses(&String::from_utf8_lossy(&ping.stdout));
     let lost: u64 = lost_runs.iter().map(|(_, n)| n).sum();
-    let ours_log = fs::read_to_string("/run/vpn-ctl/charon/charon.log").unwrap_or_default();
+    let ours_log = ours_log();
     let count = |log: &str, what: &str| log.lines().filter(|l| l.contains(what)).count();
     eprintln!(
         "renewals: {} replies in {sent} s, {lost} lost in runs (first seq, length) {lost_runs:?}; \
@@ -785,9 +797,9 @@ fn renewals_in_turn(ikev2: bool) {
         fs::write(&config, text.replace("ikev1-aggressive", "ikev2")).unwrap();
     }
     let _stop = StopsCharon;
+    let ours_log = our_charons_log_from_now();
     cli::vpn_ctl(left, &config, &["up"]);
     let ours = Path::new(ike::DEFAULT_SOCKET);
-    let ours_log = || fs::read_to_string("/run/vpn-ctl/charon/charon.log").unwrap_or_default();
     let daemon = Daemon::start(left, &config, dir.path(), None, None);
     daemon.wait_log(0, "renewal events: following charon", TIMEOUT);
 

@@ -164,9 +164,9 @@ pub fn is_renewing(name: &str, sas: &[IkeSa]) -> bool {
         .filter(|s| s.is_established() || s.state == "CONNECTING")
         .count();
     (mine.len() >= 2 && active >= 1)
-        || mine.iter().any(|s| {
-            s.is_established() && s.established.is_some_and(|t| t < SETTLING_SECS)
-        })
+        || mine
+            .iter()
+            .any(|s| s.is_established() && s.established.is_some_and(|t| t < SETTLING_SECS))
 }
 
 /// Decides what `up` does for a connection, from what charon shows (`loaded`, `sas`, whether
