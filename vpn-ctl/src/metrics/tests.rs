@@ -862,12 +862,21 @@ async fn scrapes_meanwhile(
     (scrapes, failures)
 }
 
+/// A connection to `address` from 127.0.0.2, as an attacker's: the server makes room among
+/// waiting connections by source, and the scrapes come from 127.0.0.1 (with both from one
+/// address, a scrape whose request head the server had not read yet could be the one to go).
+async fn connect_from_elsewhere(address: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind("127.0.0.2:0".parse().unwrap())?;
+    socket.connect(address).await
+}
+
 /// A slowloris client: sends a request head one byte a second, never finishing it, and
 /// reconnects as soon as the server answers or closes the connection (counted in `ended`).
 async fn slowloris(address: std::net::SocketAddr, ended: Arc<AtomicUsize>) {
     let head = b"GET /metrics HTTP/1.1\r\nhost: test\r\nx-slow: ";
     loop {
-        let Ok(mut stream) = TcpStream::connect(address).await else {
+        let Ok(mut stream) = connect_from_elsewhere(address).await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
@@ -959,7 +968,7 @@ async fn header_flood(
 ) {
     let lines = b"x-flood: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(16);
     loop {
-        let Ok(mut stream) = TcpStream::connect(address).await else {
+        let Ok(mut stream) = connect_from_elsewhere(address).await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
