@@ -963,6 +963,7 @@ fn renewals_in_turn(ikev2: bool) {
             left_lan
                 .command("ping")
                 .args(["-c", "1", "-W", "2", "192.168.1.10"])
+                .stdout(Stdio::null())
                 .status()
                 .unwrap()
                 .success()

@@ -60,7 +60,9 @@ pub struct Report {
     #[serde(skip)]
     pub totals: Counters,
     pub sources: Vec<Source>,
-    pub listeners: Vec<UdpListener>,
+    /// What listens on the VPN ports; `None` (JSON `null`) when the kernel cannot say (no
+    /// UDP sock_diag: a verdict says what to load).
+    pub listeners: Option<Vec<UdpListener>>,
     pub verdicts: Vec<Verdict>,
     /// What the firewall does to the configured tunnels' traffic (when a config was read):
     /// XDP sees packets before the firewall, so a packet counted here may still be dropped.
@@ -112,11 +114,16 @@ pub async fn run(opts: &Options, out: &mut impl Write) -> anyhow::Result<Report>
     program.detach()?;
     let (counters, sources, elapsed) = watched?;
 
-    let listeners = sockets::udp_listeners(&[
+    // A router kernel without UDP sock_diag (OpenWrt installs kmod-inet-diag only on
+    // request) still gets its counters and verdicts; only the listener check is missing.
+    let (listeners, listeners_unknown) = match sockets::udp_listeners(&[
         opts.policy.ports.wireguard,
         opts.policy.ports.ike,
         opts.policy.ports.natt,
-    ])?;
+    ]) {
+        Ok(listeners) => (Some(listeners), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
     let verdicts = verdict::verdicts(&verdict::Findings {
         interface: &iface.name,
         interface_up: iface.up,
@@ -124,7 +131,8 @@ pub async fn run(opts: &Options, out: &mut impl Write) -> anyhow::Result<Report>
         elapsed,
         counters: &counters,
         sources: &sources,
-        listeners: &listeners,
+        listeners: listeners.as_deref(),
+        listeners_unknown: listeners_unknown.as_deref(),
         attached,
         mode: opts.policy.mode,
     });

@@ -53,14 +53,19 @@ pub struct Findings<'a> {
     pub elapsed: Duration,
     pub counters: &'a Counters,
     pub sources: &'a [Source],
-    pub listeners: &'a [UdpListener],
+    /// `None` when the kernel could not say (then `listeners_unknown` says why).
+    pub listeners: Option<&'a [UdpListener]>,
+    pub listeners_unknown: Option<&'a str>,
     pub attached: Attached,
     pub mode: Mode,
 }
 
 impl Findings<'_> {
+    /// Whether something listens on `port`; when that is unknown, taken as yes, so no
+    /// verdict blames a listener that may be there.
     fn listening(&self, port: u16) -> bool {
-        self.listeners.iter().any(|l| l.local.port() == port)
+        self.listeners
+            .is_none_or(|listeners| listeners.iter().any(|l| l.local.port() == port))
     }
 
     fn packets(&self, service: Service, kind: Kind) -> u64 {
@@ -126,6 +131,18 @@ fn list(addrs: &[IpAddr]) -> String {
 }
 
 fn interface(f: &Findings<'_>, v: &mut Vec<Verdict>) {
+    if let Some(why) = f.listeners_unknown {
+        push(
+            v,
+            Level::Info,
+            "interface",
+            format!(
+                "Whether something listens on the VPN ports is not known: {why}. The counts \
+                 and the other verdicts do not depend on it (OpenWrt: `opkg install \
+                 kmod-inet-diag`; elsewhere `modprobe udp_diag`)."
+            ),
+        );
+    }
     if !f.interface_up {
         push(
             v,
@@ -477,7 +494,8 @@ mod tests {
             elapsed: Duration::from_secs(30),
             counters,
             sources,
-            listeners,
+            listeners: Some(listeners),
+            listeners_unknown: None,
             attached: Attached::Native,
             mode: Mode::Monitor,
         })
@@ -487,6 +505,38 @@ mod tests {
         v.iter()
             .find(|x| x.topic == topic && x.level == level)
             .unwrap_or_else(|| panic!("no {level:?} verdict on {topic} in {v:#?}"))
+    }
+
+    #[test]
+    fn without_sock_diag_the_verdicts_blame_no_listener_and_say_what_to_load() {
+        let c = counters(&[(Service::WireGuard, Kind::WgHandshakeInit, Action::Pass, 5)]);
+        let v = verdicts(&Findings {
+            interface: "wan",
+            interface_up: true,
+            ports: Ports::default(),
+            elapsed: Duration::from_secs(30),
+            counters: &c,
+            sources: &[],
+            listeners: None,
+            listeners_unknown: Some("the kernel has no sock_diag handler for UDP"),
+            attached: Attached::Native,
+            mode: Mode::Monitor,
+        });
+        let text: Vec<&str> = v.iter().map(|v| v.message.as_str()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.contains("not known") && t.contains("kmod-inet-diag")),
+            "{text:#?}"
+        );
+        assert!(
+            !text.iter().any(|t| t.contains("nothing listens")),
+            "{text:#?}"
+        );
+        // The handshake verdict still comes.
+        assert!(
+            text.iter().any(|t| t.contains("no session followed")),
+            "{text:#?}"
+        );
     }
 
     #[test]

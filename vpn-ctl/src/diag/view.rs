@@ -60,11 +60,16 @@ pub fn render_report(r: &Report) -> String {
     drops_table(&mut s, counters);
     sources_table(&mut s, &r.sources, r.sources.len());
     s.push_str("\nLISTENING (udp)\n");
-    if r.listeners.is_empty() {
-        s.push_str("  nothing listens on the VPN ports\n");
-    }
-    for l in &r.listeners {
-        let _ = writeln!(s, "  {l}");
+    match &r.listeners {
+        None => s.push_str("  unknown (see the verdict)\n"),
+        Some(listeners) if listeners.is_empty() => {
+            s.push_str("  nothing listens on the VPN ports\n");
+        }
+        Some(listeners) => {
+            for l in listeners {
+                let _ = writeln!(s, "  {l}");
+            }
+        }
     }
     s.push_str("\nVERDICT\n");
     for v in &r.verdicts {

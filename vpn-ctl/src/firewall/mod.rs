@@ -138,6 +138,11 @@ pub fn up(config: &Config) -> anyhow::Result<Report> {
         Ruleset::read()
     };
     Ok(match ruleset {
+        Ok(ruleset) if ruleset.no_nf_tables => Report {
+            changes,
+            findings: Vec::new(),
+            warnings: vec![format!("firewall: not checked: {}", not_checked(&needs))],
+        },
         Ok(ruleset) => Report {
             changes,
             findings: check_ruleset(&ruleset, &needs, mode, backend),
@@ -149,6 +154,21 @@ pub fn up(config: &Config) -> anyhow::Result<Report> {
             warnings: vec![format!("cannot check the firewall: {e:#}")],
         },
     })
+}
+
+/// Why nothing was checked where the kernel has no nf_tables, and what a firewall of another
+/// kind must let through.
+fn not_checked(needs: &[Need]) -> String {
+    let mut text = "this kernel has no nf_tables, so there is no nftables firewall to read \
+                    (an iptables firewall, such as OpenWrt's fw3, is not read)"
+        .to_string();
+    if !needs.is_empty() {
+        text.push_str(&format!(
+            "; if a firewall runs, it must let through: {}",
+            summary(needs)
+        ));
+    }
+    text
 }
 
 fn paths(files: &[std::path::PathBuf]) -> String {
@@ -186,10 +206,12 @@ pub fn check(config: &Config) -> anyhow::Result<Vec<Finding>> {
         return Ok(Vec::new());
     }
     let ruleset = Ruleset::read()?;
+    let needs = needs::needs(config);
+    anyhow::ensure!(!ruleset.no_nf_tables, "{}", not_checked(&needs));
     let backend = Backend::detect(&ruleset);
     Ok(check_ruleset(
         &ruleset,
-        &needs::needs(config),
+        &needs,
         config.router.firewall,
         backend,
     ))

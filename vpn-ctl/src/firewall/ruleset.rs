@@ -56,12 +56,28 @@ pub struct Ruleset {
     pub sets: Vec<Set>,
     /// `family name` of each table, in listing order.
     pub tables: Vec<(String, String)>,
+    /// The kernel has no nf_tables at all: nothing here was read, and a firewall, if any,
+    /// is an iptables (legacy) one that vpn-ctl does not read.
+    pub no_nf_tables: bool,
 }
 
 impl Ruleset {
     /// Lists the kernel's ruleset with `nft` (it talks netlink; its JSON is the stable,
     /// documented reading of rules that `libnftables-json(5)` describes).
+    ///
+    /// The kernel is asked first how many tables it has (netlink, no process): on a router
+    /// without nf_tables or without any table, `nft` is neither needed nor run.
     pub fn read() -> anyhow::Result<Ruleset> {
+        match super::table::count_tables()? {
+            None => {
+                return Ok(Ruleset {
+                    no_nf_tables: true,
+                    ..Ruleset::default()
+                });
+            }
+            Some(0) => return Ok(Ruleset::default()),
+            Some(_) => {}
+        }
         let json = nft(&["-j", "list", "ruleset"])?;
         let text = nft(&["-a", "list", "ruleset"])?;
         Ruleset::parse(&json, &text)

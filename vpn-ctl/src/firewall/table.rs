@@ -81,7 +81,8 @@ pub fn install(needs: &[Need]) -> anyhow::Result<()> {
     )
 }
 
-/// Deletes the table if it exists; true when it did.
+/// Deletes the table if it exists; true when it did. A kernel without nf_tables has no such
+/// table: false, not an error.
 ///
 /// `nft delete table inet vpn_ctl`
 pub fn remove() -> anyhow::Result<bool> {
@@ -90,9 +91,65 @@ pub fn remove() -> anyhow::Result<bool> {
     batch.add(&table, MsgType::Del);
     match send(&batch.finalize()) {
         Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) || no_nf_tables(&e) => Ok(false),
         Err(e) => Err(e).context("deleting nftables table inet vpn_ctl"),
     }
+}
+
+/// How many nftables tables the kernel has (`nft list tables | wc -l`), or `None` when it has
+/// no nf_tables at all. Cheap (one netlink dump, no process), so a router without a firewall
+/// is never asked more.
+pub fn count_tables() -> anyhow::Result<Option<usize>> {
+    let socket = match mnl::Socket::new(mnl::Bus::Netfilter) {
+        Ok(socket) => socket,
+        Err(e) if no_nf_tables(&e) => return Ok(None),
+        Err(e) => return Err(e).context("opening a netfilter netlink socket"),
+    };
+    let portid = socket.portid();
+    let seq = 1;
+    socket
+        .send(&nftnl::table::get_tables_nlmsg(seq))
+        .context("asking the kernel for its nftables tables")?;
+    let mut tables = std::collections::HashSet::new();
+    let mut buffer = vec![0; nftnl::nft_nlmsg_maxsize() as usize];
+    loop {
+        let read = socket
+            .recv(&mut buffer[..])
+            .context("reading the kernel's nftables tables")?;
+        let mut done = false;
+        for message in read {
+            let message = match message {
+                Ok(message) => message,
+                Err(e) if no_nf_tables(&e) => return Ok(None),
+                Err(e) => return Err(e).context("reading the kernel's nftables tables"),
+            };
+            match mnl::cb_run2(
+                message,
+                seq,
+                portid,
+                nftnl::table::get_tables_cb,
+                &mut tables,
+            ) {
+                Ok(mnl::CbResult::Ok) => {}
+                Ok(mnl::CbResult::Stop) => done = true,
+                Err(e) if no_nf_tables(&e) => return Ok(None),
+                Err(e) => return Err(e).context("reading the kernel's nftables tables"),
+            }
+        }
+        if done {
+            return Ok(Some(tables.len()));
+        }
+    }
+}
+
+/// The errors of a kernel without nf_tables: no netfilter netlink at all
+/// (`EPROTONOSUPPORT`), or nfnetlink without its nf_tables subsystem (`EOPNOTSUPP` for a
+/// batch, `EINVAL` for a plain request).
+fn no_nf_tables(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPROTONOSUPPORT | libc::EOPNOTSUPP | libc::EINVAL)
+    )
 }
 
 fn rule<'a>(chain: &'a Chain<'a>, need: &Need) -> anyhow::Result<Rule<'a>> {
