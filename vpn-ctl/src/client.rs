@@ -23,10 +23,7 @@
 //! written with mode 0600, and whoever sees the terminal QR code can import the tunnel.
 
 use std::{
-    fs::{OpenOptions, Permissions},
-    io::{BufWriter, Write as _},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
     path::Path,
 };
 
@@ -177,23 +174,12 @@ pub fn qr_terminal(text: &str) -> Result<String> {
 /// the code holds the client's private key.
 pub fn write_qr_png(text: &str, path: &Path) -> Result<()> {
     let image = qr_image(&qr_code(text)?);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}: choose a writable path", path.display()))?;
-    file.set_permissions(Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot make {} private (mode 0600)", path.display()))?;
-    let mut writer = BufWriter::new(file);
+    let mut png = zeroize::Zeroizing::new(Vec::new());
     image
-        .write_with_encoder(PngEncoder::new(&mut writer))
-        .with_context(|| format!("cannot write the QR code PNG {}", path.display()))?;
-    writer
-        .flush()
-        .with_context(|| format!("cannot write the QR code PNG {}", path.display()))?;
-    Ok(())
+        .write_with_encoder(PngEncoder::new(&mut *png))
+        .context("encoding the QR code as PNG")?;
+    crate::files::replace(path, &png, crate::files::Mode::Set(0o600))
+        .with_context(|| format!("cannot write {}: choose a writable path", path.display()))
 }
 
 fn qr_image(code: &QrCode) -> GrayImage {
@@ -205,6 +191,8 @@ fn qr_image(code: &QrCode) -> GrayImage {
 
 #[cfg(test)]
 mod tests {
+    use std::{fs::Permissions, os::unix::fs::PermissionsExt as _};
+
     use super::*;
 
     const PRIVATE: &str = "YAnz6N7eLtwMXw9JOuZUy0ohmrhCoQeZQXbaMFoc6mE=";

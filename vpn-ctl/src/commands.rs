@@ -199,14 +199,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             match output {
                 None => write!(out, "{text}")?,
                 Some(path) => {
-                    use std::os::unix::fs::OpenOptionsExt as _;
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .mode(0o600)
-                        .open(&path)
-                        .and_then(|mut f| f.write_all(text.as_bytes()))
+                    crate::files::replace(&path, text.as_bytes(), crate::files::Mode::Set(0o600))
                         .with_context(|| format!("writing {}", path.display()))?;
                     eprintln!(
                         "wrote {} (mode 0600: it holds the pre-shared key)",

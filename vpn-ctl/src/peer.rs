@@ -16,10 +16,8 @@
 //! failed `peer add` leaves the configuration untouched.
 
 use std::{
-    fs::{self, File, OpenOptions, Permissions},
-    io::{self, Write as _},
+    fs, io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
 };
 
@@ -718,27 +716,14 @@ fn config_dir(path: &Path) -> PathBuf {
 /// Writes a key as `wg genkey` does (base64 and a newline) to a new file, created with mode
 /// 0600; an existing file is never overwritten.
 fn write_secret_file(path: &Path, secret: &Secret) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| {
-            format!(
-                "cannot create the key file {}: if it is left from an earlier peer, delete it \
-                 or choose another name",
-                path.display()
-            )
-        })?;
-    let written = file
-        .write_all(format!("{}\n", secret.expose_base64()).as_bytes())
-        .and_then(|()| file.sync_all());
-    if let Err(e) = written {
-        drop(file);
-        let _ = fs::remove_file(path);
-        return Err(e).with_context(|| format!("cannot write the key file {}", path.display()));
-    }
-    Ok(())
+    let text = zeroize::Zeroizing::new(format!("{}\n", secret.expose_base64()));
+    crate::files::create_new(path, 0o600, text.as_bytes()).with_context(|| {
+        format!(
+            "cannot create the key file {}: if it is left from an earlier peer, delete it or \
+             choose another name",
+            path.display()
+        )
+    })
 }
 
 /// Files this run created, deleted again on drop unless the run succeeded (cleared).
@@ -757,81 +742,20 @@ impl Drop for CreatedFiles {
 /// atomically: a temporary file in the same directory with the old file's mode and owner,
 /// synced, then renamed over it. Readers see the old file or the new one, never half of one.
 fn replace_file(path: &Path, text: &str) -> Result<()> {
-    let target = fs::canonicalize(path)
-        .with_context(|| format!("cannot find the configuration {}", path.display()))?;
-    let meta = fs::metadata(&target)
-        .with_context(|| format!("cannot read the configuration {}", target.display()))?;
-    let dir = config_dir(&target);
-    let file_name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mode = meta.mode() & 0o7777;
-
-    let mut attempt = 0;
-    let (tmp, mut file) = loop {
-        let tmp = dir.join(format!(
-            ".{file_name}.vpn-ctl-{}-{attempt}.tmp",
-            std::process::id()
-        ));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode & 0o777)
-            .open(&tmp)
-        {
-            Ok(file) => break (tmp, file),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "cannot create a temporary file in {} to replace {} atomically: vpn-ctl \
-                         needs write access to the directory",
-                        dir.display(),
-                        target.display()
-                    )
-                });
-            }
-        }
-    };
-    let mut tmp_guard = CreatedFiles(vec![tmp.clone()]);
-    let written = (|| -> io::Result<()> {
-        // The umask may have cleared bits the old file had.
-        file.set_permissions(Permissions::from_mode(mode))?;
-        let own = file.metadata()?;
-        if (own.uid(), own.gid()) != (meta.uid(), meta.gid()) {
-            std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))?;
-        }
-        file.write_all(text.as_bytes())?;
-        file.sync_all()
-    })();
-    written.with_context(|| {
-        format!(
-            "cannot write the new configuration to {} ({} was left unchanged)",
-            tmp.display(),
-            target.display()
-        )
-    })?;
-    drop(file);
-    fs::rename(&tmp, &target).with_context(|| {
-        format!(
-            "cannot move {} over {} ({} was left unchanged)",
-            tmp.display(),
-            target.display(),
-            target.display()
-        )
-    })?;
-    tmp_guard.0.clear();
-    // Make the rename itself durable; the file is already in place either way.
-    if let Ok(dir) = File::open(&dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    crate::files::replace(path, text.as_bytes(), crate::files::Mode::KeepOr(0o600)).with_context(
+        || {
+            format!(
+                "cannot write the new configuration over {} (it was left unchanged): vpn-ctl \
+                 needs write access to its directory",
+                path.display()
+            )
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::{fs::Permissions, os::unix::fs::PermissionsExt as _};
 
     use tempfile::TempDir;
 

@@ -62,10 +62,8 @@ pub fn write(dir: &Path, needs: &[Need]) -> anyhow::Result<Vec<PathBuf>> {
                 let parent = file.parent().expect("include files have a directory");
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("creating {}", parent.display()))?;
-                let tmp = file.with_extension("nft.tmp");
-                std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-                std::fs::rename(&tmp, &file)
-                    .with_context(|| format!("replacing {}", file.display()))?;
+                crate::files::replace(&file, text.as_bytes(), crate::files::Mode::Set(0o644))
+                    .with_context(|| format!("writing {}", file.display()))?;
             }
             None => std::fs::remove_file(&file)
                 .with_context(|| format!("removing {}", file.display()))?,

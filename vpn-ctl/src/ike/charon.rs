@@ -217,7 +217,8 @@ impl CharonLaunch {
         if fs::read_to_string(&conf).is_ok_and(|old| old == text) {
             return Ok(false);
         }
-        fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
+        crate::files::replace(&conf, text.as_bytes(), crate::files::Mode::Set(0o600))
+            .with_context(|| format!("writing {}", conf.display()))?;
         Ok(true)
     }
 
@@ -257,8 +258,12 @@ impl CharonLaunch {
             fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
         let conf = self.conf_path();
-        fs::write(&conf, self.strongswan_conf()?)
-            .with_context(|| format!("writing {}", conf.display()))?;
+        crate::files::replace(
+            &conf,
+            self.strongswan_conf()?.as_bytes(),
+            crate::files::Mode::Set(0o600),
+        )
+        .with_context(|| format!("writing {}", conf.display()))?;
         let log = self.log_path();
         let mut log_file = fs::OpenOptions::new()
             .create(true)

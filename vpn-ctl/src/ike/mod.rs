@@ -75,8 +75,7 @@ mod tests;
 
 use std::{
     fs,
-    io::Write as _,
-    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
+    os::unix::fs::DirBuilderExt as _,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -234,17 +233,12 @@ fn write_record(state_dir: &Path, name: &str, record: &Record) -> anyhow::Result
         .create(state_dir)
         .with_context(|| format!("creating {}", state_dir.display()))?;
     let path = record_path(state_dir, name);
-    let tmp = path.with_extension("conf.tmp");
-    let mut file = fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(record.to_text().as_bytes())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    crate::files::replace(
+        &path,
+        record.to_text().as_bytes(),
+        crate::files::Mode::Set(0o600),
+    )
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 fn remove_record(state_dir: &Path, name: &str) {

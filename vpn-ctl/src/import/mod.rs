@@ -26,11 +26,8 @@ pub mod wg_quick;
 
 use std::{
     collections::HashSet,
-    fmt,
-    fs::{self, File, OpenOptions},
-    io::Write as _,
+    fmt, fs,
     net::IpAddr,
-    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
 };
 
@@ -263,16 +260,10 @@ fn create_file(
     contents: &[u8],
     created: &mut Created,
 ) -> anyhow::Result<()> {
-    let mut file: File = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
+    crate::files::create_new(path, mode, contents)
         .with_context(|| format!("cannot create {}", path.display()))?;
     created.0.push(path.to_path_buf());
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
+    Ok(())
 }
 
 /// The key files to write, named before anything is written.
