@@ -44,6 +44,7 @@
 
 mod error;
 mod file;
+pub mod hostname;
 pub mod ipsec;
 mod validate;
 
@@ -307,6 +308,13 @@ impl std::str::FromStr for Endpoint {
         };
         if host.is_empty() {
             return Err(format!("{s:?} has no host"));
+        }
+        if host.parse::<std::net::IpAddr>().is_err()
+            && let Some(problem) = hostname::hostname_problem(host)
+        {
+            return Err(format!(
+                "{host:?} in {s:?} is not an IP address or a DNS name: {problem}"
+            ));
         }
         Ok(Endpoint {
             host: host.to_string(),

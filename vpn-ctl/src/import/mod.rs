@@ -527,28 +527,18 @@ fn parse_port(s: &str) -> Result<u16, String> {
     }
 }
 
-/// Checks an endpoint's host: an IP address or a DNS name.
+/// Checks an endpoint's host: an IP address or a DNS name, by the configuration's one rule
+/// ([`crate::config::hostname::hostname_problem`]).
 fn check_host(host: &str) -> Result<(), String> {
     if host.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
-    let name = host.strip_suffix('.').unwrap_or(host);
-    let is_name = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
-    if is_name {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} is not an IP address or a DNS name",
+    match crate::config::hostname::hostname_problem(host) {
+        None => Ok(()),
+        Some(problem) => Err(format!(
+            "{} is not an IP address or a DNS name: {problem}",
             shown(host)
-        ))
+        )),
     }
 }
 

@@ -248,8 +248,9 @@ mod static_keying;
 mod tests;
 mod wireguard;
 
+use super::hostname::hostname_problem;
 pub use names::peer_name_problem;
-use names::{hostname_problem, site_name_problem};
+use names::site_name_problem;
 
 /// What every part of the validation uses: diagnostics, secret files, ports, addresses.
 impl Validator<'_> {
