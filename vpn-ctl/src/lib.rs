@@ -19,6 +19,7 @@ pub mod import;
 pub mod key;
 pub mod link;
 pub mod metrics;
+pub mod netlink;
 pub mod peer;
 pub mod route;
 pub mod sockets;

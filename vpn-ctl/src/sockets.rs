@@ -20,19 +20,15 @@ use std::{
     collections::{BTreeSet, HashMap, HashSet},
     fmt, fs, io,
     net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6},
-    os::fd::AsRawFd,
     path::Path,
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
 use netlink_packet_sock_diag::{
     AF_INET, AF_INET6, IPPROTO_UDP, SockDiagMessage,
     inet::{ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags},
 };
-use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
+use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 use serde::Serialize;
 
 /// A UDP socket bound to one of the ports asked for, as `ss -ulpn` shows it.
@@ -105,7 +101,7 @@ pub fn udp_listeners(ports: &[u16]) -> anyhow::Result<Vec<UdpListener>> {
     for &port in &ports {
         for family in [AF_INET, AF_INET6] {
             found.extend(
-                diag.udp_dump(family, port)?
+                udp_dump(&diag, family, port)?
                     .into_iter()
                     // The kernel filters on the port too; don't depend on it.
                     .filter(|s| s.socket_id.source_port == port),
@@ -178,8 +174,7 @@ pub fn udp_bound_ports(ports: &[u16]) -> anyhow::Result<BTreeSet<u16>> {
     let diag = SockDiag::open()?;
     for &port in &ports {
         for family in [AF_INET, AF_INET6] {
-            if diag
-                .udp_dump(family, port)?
+            if udp_dump(&diag, family, port)?
                 .iter()
                 .any(|s| s.socket_id.source_port == port)
             {
@@ -208,228 +203,73 @@ fn local_addr(s: &InetResponseHeader) -> SocketAddr {
     }
 }
 
-/// How long to wait for each reply datagram of the kernel before giving up.
-const RECV_TIMEOUT_SECS: libc::time_t = 10;
-/// How often a dump the kernel marks inconsistent (`NLM_F_DUMP_INTR`) is retried.
-const DUMP_ATTEMPTS: u32 = 3;
-/// Receive buffer for one datagram; the kernel's dump datagrams are at most 32 KiB.
-const RECV_BUF_LEN: usize = 64 * 1024;
+/// The sock_diag family (`NETLINK_SOCK_DIAG`, what `ss` opens) on vpn-ctl's one netlink
+/// transport.
+type SockDiag = crate::netlink::Transport<SockDiagMessage>;
 
-/// A `NETLINK_SOCK_DIAG` socket, in the network namespace of the thread that opened it.
-struct SockDiag {
-    socket: Socket,
-    /// Sequence number of the next request.
-    seq: std::cell::Cell<u32>,
-}
+impl crate::netlink::Message for SockDiagMessage {
+    const PROTOCOL: isize = NETLINK_SOCK_DIAG;
+    const NAME: &'static str = "NETLINK_SOCK_DIAG";
+    const NEEDS: &'static str = "CONFIG_INET_DIAG (module inet_diag)";
 
-/// `setsockopt(SO_RCVTIMEO)`: a netlink request whose answer never comes fails after `secs`
-/// instead of blocking forever.
-pub(crate) fn set_receive_timeout(socket: &Socket, secs: libc::time_t) -> io::Result<()> {
-    let timeout = libc::timeval {
-        tv_sec: secs,
-        tv_usec: 0,
-    };
-    // SAFETY: a valid fd, and a pointer to a timeval of the given size that outlives the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const timeout).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-impl SockDiag {
-    /// Opens a netlink socket to the kernel's `sock_diag` (what `ss` opens first).
-    fn open() -> anyhow::Result<Self> {
-        let mut socket = Socket::new(NETLINK_SOCK_DIAG).context(
-            "cannot open a NETLINK_SOCK_DIAG socket (socket(AF_NETLINK, SOCK_RAW, \
-             NETLINK_SOCK_DIAG)); the kernel needs CONFIG_INET_DIAG",
-        )?;
-        socket
-            .bind_auto()
-            .context("cannot bind the NETLINK_SOCK_DIAG socket")?;
-        socket
-            .connect(&NetlinkAddr::new(0, 0))
-            .context("cannot connect the NETLINK_SOCK_DIAG socket to the kernel")?;
-        set_receive_timeout(&socket, RECV_TIMEOUT_SECS).context(
-            "cannot set a receive timeout (SO_RCVTIMEO) on the NETLINK_SOCK_DIAG socket",
-        )?;
-        Ok(Self {
-            socket,
-            seq: std::cell::Cell::new(1),
-        })
-    }
-
-    /// The unconnected UDP sockets of `family` (`AF_INET` or `AF_INET6`) bound to `port`:
-    /// `ss -ulpn -4 'sport = :PORT'` or `ss -ulpn -6 'sport = :PORT'`.
-    ///
-    /// An `inet_diag_req_v2` dump (`SOCK_DIAG_BY_FAMILY`, `NLM_F_REQUEST | NLM_F_DUMP`) for
-    /// `IPPROTO_UDP` with `idiag_states = 1 << TCP_CLOSE` and `idiag_sport = PORT`, which the
-    /// kernel's `udp_diag` uses to filter. An `AF_INET6` dump includes dual-stack sockets bound
-    /// to `::` (they are `AF_INET6` sockets), never `AF_INET` ones, so the two dumps don't
-    /// overlap.
-    fn udp_dump(&self, family: u8, port: u16) -> anyhow::Result<Vec<InetResponseHeader>> {
-        let what = format!(
-            "the sock_diag dump of {} UDP sockets on port {port} (ss -ulpn {} 'sport = :{port}')",
-            if family == AF_INET { "IPv4" } else { "IPv6" },
-            if family == AF_INET { "-4" } else { "-6" },
-        );
-        for _ in 0..DUMP_ATTEMPTS {
-            match self.dump_once(family, port).with_context(|| what.clone())? {
-                Dump::Complete(sockets) => return Ok(sockets),
-                Dump::Interrupted => continue,
-            }
+    fn kind(&self) -> String {
+        match self {
+            SockDiagMessage::InetRequest(_) => "a sock_diag inet request".to_string(),
+            SockDiagMessage::InetResponse(_) => "a sock_diag inet response".to_string(),
+            _ => "a sock_diag message".to_string(),
         }
-        Err(anyhow!(
-            "the kernel marked the dump inconsistent (NLM_F_DUMP_INTR: the socket table \
-             changed during it) {DUMP_ATTEMPTS} times in a row; retry when fewer sockets are \
-             being opened and closed"
-        ))
-        .context(what)
     }
+}
 
-    fn dump_once(&self, family: u8, port: u16) -> anyhow::Result<Dump> {
-        let seq = self.seq.get();
-        self.seq.set(seq.wrapping_add(1));
-
-        let mut socket_id = if family == AF_INET {
-            SocketId::new_v4()
-        } else {
-            SocketId::new_v6()
+/// The unconnected UDP sockets of `family` (`AF_INET` or `AF_INET6`) bound to `port`:
+/// `ss -ulpn -4 'sport = :PORT'` or `ss -ulpn -6 'sport = :PORT'`.
+///
+/// An `inet_diag_req_v2` dump (`SOCK_DIAG_BY_FAMILY`, `NLM_F_REQUEST | NLM_F_DUMP`) for
+/// `IPPROTO_UDP` with `idiag_states = 1 << TCP_CLOSE` and `idiag_sport = PORT`, which the
+/// kernel's `udp_diag` uses to filter. An `AF_INET6` dump includes dual-stack sockets bound
+/// to `::` (they are `AF_INET6` sockets), never `AF_INET` ones, so the two dumps don't
+/// overlap.
+fn udp_dump(diag: &SockDiag, family: u8, port: u16) -> anyhow::Result<Vec<InetResponseHeader>> {
+    let what = format!(
+        "the sock_diag dump of {} UDP sockets on port {port} (ss -ulpn {} 'sport = :{port}')",
+        if family == AF_INET { "IPv4" } else { "IPv6" },
+        if family == AF_INET { "-4" } else { "-6" },
+    );
+    let mut socket_id = if family == AF_INET {
+        SocketId::new_v4()
+    } else {
+        SocketId::new_v6()
+    };
+    socket_id.source_port = port;
+    let request = SockDiagMessage::InetRequest(InetRequest {
+        family,
+        protocol: IPPROTO_UDP,
+        extensions: ExtensionFlags::empty(),
+        states: StateFlags::CLOSE,
+        socket_id,
+    });
+    let messages = diag.dump(request).map_err(|e| {
+        let hint = match crate::netlink::errno(&e) {
+            Some(libc::ENOENT) => {
+                "; the kernel has no sock_diag handler for UDP: build it with \
+                 CONFIG_INET_UDP_DIAG or load it with `modprobe udp_diag`"
+            }
+            Some(libc::EPERM | libc::EACCES) => "; run vpn-ctl as root",
+            _ => "",
         };
-        socket_id.source_port = port;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        header.sequence_number = seq;
-        let mut request = NetlinkMessage::new(
-            header,
-            SockDiagMessage::InetRequest(InetRequest {
-                family,
-                protocol: IPPROTO_UDP,
-                extensions: ExtensionFlags::empty(),
-                states: StateFlags::CLOSE,
-                socket_id,
-            })
-            .into(),
-        );
-        request.finalize();
-        let mut out = vec![0; request.buffer_len()];
-        request.serialize(&mut out);
-        let sent = self
-            .socket
-            .send(&out, 0)
-            .context("cannot send the request to the kernel")?;
-        if sent != out.len() {
-            bail!(
-                "the kernel took {sent} of the {} bytes of the request",
-                out.len()
-            );
-        }
-
-        let mut sockets = Vec::new();
-        let mut interrupted = false;
-        let mut buf = vec![0u8; RECV_BUF_LEN];
-        loop {
-            let len = loop {
-                match self.socket.recv(&mut &mut buf[..], libc::MSG_TRUNC) {
-                    Ok(len) => break len,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        return Err(e).context(format!(
-                            "no reply from the kernel within {RECV_TIMEOUT_SECS} s"
-                        ));
-                    }
-                    Err(e) => return Err(e).context("cannot receive the kernel's reply"),
-                }
-            };
-            if len > buf.len() {
-                bail!(
-                    "a reply datagram of {len} bytes did not fit the {} byte buffer",
-                    buf.len()
-                );
-            }
-
-            let mut offset = 0;
-            while offset < len {
-                let message = NetlinkMessage::<SockDiagMessage>::deserialize(&buf[offset..len])
-                    .with_context(|| {
-                        format!(
-                            "cannot parse a reply message at offset {offset} of a {len} byte \
-                             datagram (netlink-packet-sock-diag does not understand what this \
-                             kernel sent)"
-                        )
-                    })?;
-                let msg_len = message.header.length as usize;
-                if msg_len == 0 {
-                    bail!("the kernel sent a netlink message of length 0");
-                }
-                offset += (msg_len + 3) & !3; // NLMSG_ALIGN
-                if message.header.sequence_number != seq {
-                    continue; // not a reply to this request
-                }
-                if message.header.flags & NLM_F_DUMP_INTR != 0 {
-                    interrupted = true;
-                }
-                match message.payload {
-                    NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-                        sockets.push(response.header);
-                    }
-                    NetlinkPayload::InnerMessage(other) => {
-                        bail!("unexpected sock_diag message in the dump: {other:?}");
-                    }
-                    NetlinkPayload::Done(done) => {
-                        if done.code < 0 {
-                            return Err(io::Error::from_raw_os_error(-done.code))
-                                .context("the kernel ended the dump with an error (NLMSG_DONE)");
-                        }
-                        return Ok(if interrupted {
-                            Dump::Interrupted
-                        } else {
-                            Dump::Complete(sockets)
-                        });
-                    }
-                    NetlinkPayload::Error(e) if e.code.is_none() => {} // an ACK; none was asked for
-                    NetlinkPayload::Error(e) => {
-                        let errno = e.raw_code().abs();
-                        let hint = match errno {
-                            libc::ENOENT => {
-                                "; the kernel has no sock_diag handler for UDP: build it with \
-                                 CONFIG_INET_UDP_DIAG or load it with `modprobe udp_diag`"
-                            }
-                            libc::EPERM | libc::EACCES => "; run vpn-ctl as root",
-                            _ => "",
-                        };
-                        return Err(e.to_io())
-                            .context(format!("the kernel refused the request{hint}"));
-                    }
-                    NetlinkPayload::Overrun(_) => {
-                        bail!("the kernel reported a netlink overrun (NLMSG_OVERRUN); retry")
-                    }
-                    NetlinkPayload::Noop => {}
-                    // `NetlinkPayload` is not `#[non_exhaustive]` today, but be ready if it grows.
-                    #[allow(unreachable_patterns)]
-                    _ => bail!(
-                        "unexpected netlink message type {}",
-                        message.header.message_type
-                    ),
-                }
-            }
-        }
-    }
-}
-
-/// The outcome of one dump.
-enum Dump {
-    Complete(Vec<InetResponseHeader>),
-    /// The kernel set `NLM_F_DUMP_INTR`: the dump may have missed or repeated sockets.
-    Interrupted,
+        e.context(format!("the kernel refused the request{hint}"))
+            .context(what.clone())
+    })?;
+    messages
+        .into_iter()
+        .map(|m| match m {
+            SockDiagMessage::InetResponse(response) => Ok(response.header),
+            other => Err(anyhow!(
+                "unexpected sock_diag message in the dump: {other:?}"
+            ))
+            .context(what.clone()),
+        })
+        .collect()
 }
 
 /// What the `/proc` scan found.
@@ -536,7 +376,7 @@ pub fn peer_pid(stream: &std::os::unix::net::UnixStream) -> anyhow::Result<u32> 
 mod tests {
     use std::{
         net::{Ipv4Addr, Ipv6Addr, UdpSocket},
-        os::unix::fs::MetadataExt,
+        os::{fd::AsRawFd as _, unix::fs::MetadataExt},
         process::Command,
     };
 

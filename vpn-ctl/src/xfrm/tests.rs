@@ -256,10 +256,10 @@ fn the_kernels_reason_is_read_from_an_extended_ack() {
     payload.resize(payload.len().next_multiple_of(4), 0);
     let flags = netlink_packet_core::NLM_F_CAPPED | netlink_packet_core::NLM_F_ACK_TLVS;
     assert_eq!(
-        netlink::extack_message(&payload, flags).as_deref(),
+        crate::netlink::extack_message(&payload, flags).as_deref(),
         Some("Requested AEAD algorithm not found")
     );
-    assert_eq!(netlink::extack_message(&payload, 0), None);
+    assert_eq!(crate::netlink::extack_message(&payload, 0), None);
 }
 
 // ---- the diff ----
