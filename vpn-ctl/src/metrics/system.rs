@@ -205,15 +205,12 @@ fn read_wireguard(config: &Config) -> (Vec<WgInterface>, anyhow::Result<()>) {
 
 /// The config's WireGuard links that exist, by name (`ip link show NAME` for each).
 ///
-/// rtnetlink is asynchronous; a small runtime on this (blocking) thread drives it, so the
-/// socket is opened in this thread's network namespace.
+/// rtnetlink is asynchronous. Called on a blocking thread of the daemon's runtime (as
+/// [`super::serve`] does), it runs there, on that runtime; the socket is still opened in this
+/// thread's network namespace. Only a caller without a runtime (a test, a one-off command)
+/// gets a small one of its own.
 fn links(config: &Config) -> anyhow::Result<HashMap<String, crate::link::Interface>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .context("starting a runtime for rtnetlink")?;
-    runtime.block_on(async {
+    let lookup = async {
         let nl = Netlink::connect()?;
         let mut links = HashMap::new();
         for iface in &config.wireguard {
@@ -225,7 +222,16 @@ fn links(config: &Config) -> anyhow::Result<HashMap<String, crate::link::Interfa
             }
         }
         Ok(links)
-    })
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(lookup),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .context("starting a runtime for rtnetlink")?
+            .block_on(lookup),
+    }
 }
 
 fn ipsec_sites(status: &crate::xfrm::status::Status) -> Vec<IpsecSite> {
