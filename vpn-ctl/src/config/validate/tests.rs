@@ -87,13 +87,13 @@ fn daemon_section_defaults_and_problems() {
     assert_eq!(
         fx.error("[daemon]\nmetrics_listen = \"localhost\"\ntick = 0\nxdp = \"count\"\n"),
         "DIR/vpn.toml:2:18: metrics_listen \"localhost\" is not an address and port\n  \
-         help: write where Prometheus scrapes /metrics, e.g. metrics_listen = \
-         \"127.0.0.1:9586\" (\"[::]:9586\" for every address), or metrics_listen = \"off\"\n\
-         DIR/vpn.toml:3:8: tick 0 is out of range\n  help: give the seconds between the \
-         daemon's periodic checks, 1 to 3600, e.g. tick = 30\n\
-         DIR/vpn.toml:4:7: xdp = \"count\" needs the WAN port, and [router] has no wan\n  \
-         help: add wan = \"eth0\" (your WAN port as `ip link` shows it) to [router], or set \
-         xdp = \"off\"\n3 problems; nothing was applied"
+             help: write where Prometheus scrapes /metrics, e.g. metrics_listen = \
+             \"127.0.0.1:9586\" (\"[::]:9586\" for every address), or metrics_listen = \"off\"\n\
+             DIR/vpn.toml:3:8: tick 0 is out of range\n  help: give the seconds between the \
+             daemon's periodic checks, 1 to 3600, e.g. tick = 30\n\
+             DIR/vpn.toml:4:7: xdp = \"count\" needs the WAN port, and [router] has no wan\n  \
+             help: add wan = \"eth0\" (your WAN port as `ip link` shows it) to [router], or set \
+             xdp = \"off\"\n3 problems; nothing was applied"
     );
 }
 
@@ -291,12 +291,12 @@ fn wan_name_follows_iproute2() {
     assert_eq!(
         fx.error("[router]\nwan = \"eth 0\"\n"),
         "DIR/vpn.toml:2:7: wan \"eth 0\" contains ' '\n  help: give the WAN port's name \
-         as `ip link` shows it, e.g. wan = \"eth0\""
+             as `ip link` shows it, e.g. wan = \"eth0\""
     );
     assert_eq!(
         fx.error("[router]\nwan = \"-eth0\"\n"),
         "DIR/vpn.toml:2:7: wan \"-eth0\" starts with '-'\n  help: give the WAN port's \
-         name as `ip link` shows it, e.g. wan = \"eth0\""
+             name as `ip link` shows it, e.g. wan = \"eth0\""
     );
 }
 
@@ -308,7 +308,7 @@ fn port_clash_is_reported_at_the_second_interface() {
             "{WG0}\n[wireguard.wg1]\nprivate_key_file = \"wg1.key\"\nlisten_port = 51820\n"
         )),
         "DIR/vpn.toml:8:15: listen_port 51820 is already used by wg0 (line 3)\n  \
-         help: each interface needs a UDP port of its own, e.g. listen_port = 51821"
+             help: each interface needs a UDP port of its own, e.g. listen_port = 51821"
     );
 }
 
@@ -322,8 +322,8 @@ fn listen_port_must_be_a_port() {
             )),
             format!(
                 "DIR/vpn.toml:3:15: listen_port {port} is not a port number (1-65535)\n  \
-                 help: use a free UDP port, e.g. listen_port = 51820, or leave \
-                 listen_port out for a random one"
+                     help: use a free UDP port, e.g. listen_port = 51820, or leave \
+                     listen_port out for a random one"
             )
         );
     }
@@ -335,17 +335,17 @@ fn missing_key_file_says_how_to_make_one() {
     assert_eq!(
         fx.error("[wireguard.wg0]\nprivate_key_file = \"keys/wg0.key\"\n"),
         "DIR/vpn.toml:2:20: cannot read DIR/keys/wg0.key: No such file or directory (os \
-         error 2)\n  help: create it with `(umask 077; vpn-ctl genkey > DIR/keys/wg0.key)`, \
-         or correct the path (relative paths start at DIR)"
+             error 2)\n  help: create it with `(umask 077; vpn-ctl genkey > DIR/keys/wg0.key)`, \
+             or correct the path (relative paths start at DIR)"
     );
     assert_eq!(
-        fx.error(&format!(
-            "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npreshared_key_file = \"my phone.psk\"\npublic_key = \"<phone>\"\n"
-        )),
-        "DIR/vpn.toml:7:22: cannot read DIR/my phone.psk: No such file or directory (os \
-         error 2)\n  help: create it with `(umask 077; vpn-ctl genpsk > 'DIR/my \
-         phone.psk')`, or correct the path (relative paths start at DIR)"
-    );
+            fx.error(&format!(
+                "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npreshared_key_file = \"my phone.psk\"\npublic_key = \"<phone>\"\n"
+            )),
+            "DIR/vpn.toml:7:22: cannot read DIR/my phone.psk: No such file or directory (os \
+             error 2)\n  help: create it with `(umask 077; vpn-ctl genpsk > 'DIR/my \
+             phone.psk')`, or correct the path (relative paths start at DIR)"
+        );
 }
 
 #[test]
@@ -363,8 +363,8 @@ fn key_file_without_a_key_is_refused() {
         assert_eq!(
             fx.error("[wireguard.wg0]\nprivate_key_file = \"wg0.key\"\n"),
             "DIR/vpn.toml:2:20: DIR/wg0.key does not hold a WireGuard key\n  help: a key \
-             file holds one key of 44 base64 characters, as `vpn-ctl genkey` prints it; \
-             write a new one with `vpn-ctl genkey > DIR/wg0.key`",
+                 file holds one key of 44 base64 characters, as `vpn-ctl genkey` prints it; \
+                 write a new one with `vpn-ctl genkey > DIR/wg0.key`",
             "{contents:?}"
         );
     }
@@ -386,15 +386,15 @@ fn all_zero_private_and_preshared_keys_are_refused() {
     write(&fx.path("wg0.key"), &zero, 0o600);
     write(&fx.path("phone.psk"), &zero, 0o600);
     assert_eq!(
-        fx.error(&format!(
-            "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npreshared_key_file = \"phone.psk\"\npublic_key = \"<phone>\"\n"
-        )),
-        "DIR/vpn.toml:2:20: DIR/wg0.key holds an all-zero key, which is no private key at \
-         all\n  help: write a new key with `vpn-ctl genkey > DIR/wg0.key`\n\
-         DIR/vpn.toml:7:22: DIR/phone.psk holds an all-zero preshared key, which WireGuard \
-         treats as none\n  help: write a new key with `vpn-ctl genpsk > DIR/phone.psk`\n\
-         2 problems; nothing was applied"
-    );
+            fx.error(&format!(
+                "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npreshared_key_file = \"phone.psk\"\npublic_key = \"<phone>\"\n"
+            )),
+            "DIR/vpn.toml:2:20: DIR/wg0.key holds an all-zero key, which is no private key at \
+             all\n  help: write a new key with `vpn-ctl genkey > DIR/wg0.key`\n\
+             DIR/vpn.toml:7:22: DIR/phone.psk holds an all-zero preshared key, which WireGuard \
+             treats as none\n  help: write a new key with `vpn-ctl genpsk > DIR/phone.psk`\n\
+             2 problems; nothing was applied"
+        );
 }
 
 #[test]
@@ -412,9 +412,9 @@ fn small_order_public_keys_are_refused() {
                 "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npublic_key = \"{key}\"\n"
             )),
             "DIR/vpn.toml:7:14: the public_key of peer \"phone\" is a point of small order, \
-             not a usable key: every handshake with it would fail\n  help: Diffie-Hellman \
-             with it gives all zeros, which WireGuard refuses; use the public key of the \
-             peer's own private key (`wg pubkey` on the peer)",
+                 not a usable key: every handshake with it would fail\n  help: Diffie-Hellman \
+                 with it gives all zeros, which WireGuard refuses; use the public key of the \
+                 peer's own private key (`wg pubkey` on the peer)",
             "{key}"
         );
     }
@@ -429,7 +429,7 @@ fn key_file_others_may_read_is_refused() {
             fx.error("[wireguard.wg0]\nprivate_key_file = \"wg0.key\"\n"),
             format!(
                 "DIR/vpn.toml:2:20: DIR/wg0.key is accessible to other users (mode \
-                 {mode:04o})\n  help: `chmod 600 DIR/wg0.key`: only its owner may read a key"
+                     {mode:04o})\n  help: `chmod 600 DIR/wg0.key`: only its owner may read a key"
             )
         );
     }
@@ -443,16 +443,16 @@ fn preshared_key_file_is_checked_like_a_private_one() {
     let fx = Fixture::new();
     write(&fx.path("phone.psk"), "secret\n", 0o644);
     assert_eq!(
-        fx.error(&format!(
-            "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npreshared_key_file = \"phone.psk\"\npublic_key = \"<phone>\"\n"
-        )),
-        "DIR/vpn.toml:7:22: DIR/phone.psk does not hold a WireGuard key\n  help: a key \
-         file holds one key of 44 base64 characters, as `vpn-ctl genpsk` prints it; write \
-         a new one with `vpn-ctl genpsk > DIR/phone.psk`\n\
-         DIR/vpn.toml:7:22: DIR/phone.psk is accessible to other users (mode 0644)\n  \
-         help: `chmod 600 DIR/phone.psk`: only its owner may read a key\n\
-         2 problems; nothing was applied"
-    );
+            fx.error(&format!(
+                "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npreshared_key_file = \"phone.psk\"\npublic_key = \"<phone>\"\n"
+            )),
+            "DIR/vpn.toml:7:22: DIR/phone.psk does not hold a WireGuard key\n  help: a key \
+             file holds one key of 44 base64 characters, as `vpn-ctl genpsk` prints it; write \
+             a new one with `vpn-ctl genpsk > DIR/phone.psk`\n\
+             DIR/vpn.toml:7:22: DIR/phone.psk is accessible to other users (mode 0644)\n  \
+             help: `chmod 600 DIR/phone.psk`: only its owner may read a key\n\
+             2 problems; nothing was applied"
+        );
 }
 
 #[test]
@@ -462,8 +462,8 @@ fn key_file_that_is_a_directory_is_unreadable() {
     assert_eq!(
         fx.error("[wireguard.wg0]\nprivate_key_file = \"keys\"\n"),
         "DIR/vpn.toml:2:20: cannot read DIR/keys: it is a directory, not a regular file\n  \
-         help: private_key_file must name a regular file that holds one key: vpn-ctl does \
-         not read FIFOs or devices (one could block it forever)"
+             help: private_key_file must name a regular file that holds one key: vpn-ctl does \
+             not read FIFOs or devices (one could block it forever)"
     );
 }
 
@@ -486,12 +486,12 @@ fn key_files_that_are_fifos_are_refused_at_once() {
     assert_eq!(
         error,
         "DIR/vpn.toml:2:20: cannot read DIR/wg0.key: it is a FIFO, not a regular file\n  \
-         help: private_key_file must name a regular file that holds one key: vpn-ctl does \
-         not read FIFOs or devices (one could block it forever)\n\
-         DIR/vpn.toml:7:22: cannot read DIR/phone.psk: it is a FIFO, not a regular file\n  \
-         help: preshared_key_file must name a regular file that holds one key: vpn-ctl does \
-         not read FIFOs or devices (one could block it forever)\n\
-         2 problems; nothing was applied"
+             help: private_key_file must name a regular file that holds one key: vpn-ctl does \
+             not read FIFOs or devices (one could block it forever)\n\
+             DIR/vpn.toml:7:22: cannot read DIR/phone.psk: it is a FIFO, not a regular file\n  \
+             help: preshared_key_file must name a regular file that holds one key: vpn-ctl does \
+             not read FIFOs or devices (one could block it forever)\n\
+             2 problems; nothing was applied"
     );
 }
 
@@ -501,7 +501,7 @@ fn empty_key_file_name() {
     assert_eq!(
         fx.error("[wireguard.wg0]\nprivate_key_file = \"\"\n"),
         "DIR/vpn.toml:2:20: private_key_file is empty\n  help: name the file that holds \
-         the key, e.g. private_key_file = \"wg0.key\""
+             the key, e.g. private_key_file = \"wg0.key\""
     );
 }
 
@@ -511,18 +511,18 @@ fn required_fields() {
     assert_eq!(
         fx.error("[wireguard.wg0]\nlisten_port = 51820\n"),
         "DIR/vpn.toml:1:1: interface wg0 has no private_key_file\n  help: add \
-         private_key_file = \"wg0.key\" and make the key with `(umask 077; vpn-ctl genkey \
-         > DIR/wg0.key)`"
+             private_key_file = \"wg0.key\" and make the key with `(umask 077; vpn-ctl genkey \
+             > DIR/wg0.key)`"
     );
     assert_eq!(
-        fx.error(&format!("{WG0}\n[[wireguard.wg0.peers]]\nname = \"phone\"\n\n[[wireguard.wg0.peers]]\npublic_key = \"<phone>\"\n")),
-        "DIR/vpn.toml:6:1: peer \"phone\" of wg0 has no public_key\n  help: add the public \
-         key the peer's private key gives (`wg pubkey` on the peer), e.g. public_key = \
-         \"...\"\n\
-         DIR/vpn.toml:9:1: this peer of wg0 has no name\n  help: add a name that tells the \
-         peer apart, e.g. name = \"phone\"\n\
-         2 problems; nothing was applied"
-    );
+            fx.error(&format!("{WG0}\n[[wireguard.wg0.peers]]\nname = \"phone\"\n\n[[wireguard.wg0.peers]]\npublic_key = \"<phone>\"\n")),
+            "DIR/vpn.toml:6:1: peer \"phone\" of wg0 has no public_key\n  help: add the public \
+             key the peer's private key gives (`wg pubkey` on the peer), e.g. public_key = \
+             \"...\"\n\
+             DIR/vpn.toml:9:1: this peer of wg0 has no name\n  help: add a name that tells the \
+             peer apart, e.g. name = \"phone\"\n\
+             2 problems; nothing was applied"
+        );
 }
 
 #[test]
@@ -534,8 +534,8 @@ fn malformed_public_key_is_pointed_at() {
             "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npublic_key = \"{short}\"\n"
         )),
         "DIR/vpn.toml:7:14: the public_key of peer \"phone\" is not a WireGuard key\n  \
-         help: a public key is 44 characters of base64, as `wg pubkey` prints it; this one \
-         has 43"
+             help: a public key is 44 characters of base64, as `wg pubkey` prints it; this one \
+             has 43"
     );
     assert_eq!(
         fx.error(&format!(
@@ -543,8 +543,8 @@ fn malformed_public_key_is_pointed_at() {
             &short[..43]
         )),
         "DIR/vpn.toml:7:14: the public_key of peer \"phone\" is not a WireGuard key\n  \
-         help: a public key is 44 characters of base64, as `wg pubkey` prints it; this one \
-         has 44"
+             help: a public key is 44 characters of base64, as `wg pubkey` prints it; this one \
+             has 44"
     );
 }
 
@@ -568,8 +568,8 @@ public_key = \"<phone>\"
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:15:14: peer \"tablet\" has the same public key as peer \"phone\" of \
-         wg0 (line 8)\n  help: every peer needs a key pair of its own: check which of the \
-         two keys was copied, and give the peer the public key of its own private key"
+             wg0 (line 8)\n  help: every peer needs a key pair of its own: check which of the \
+             two keys was copied, and give the peer the public key of its own private key"
     );
 }
 
@@ -581,8 +581,8 @@ fn peer_with_the_interface_s_own_key_is_refused() {
             "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npublic_key = \"<wg0>\"\n"
         )),
         "DIR/vpn.toml:7:14: the public_key of peer \"phone\" is wg0's own public key\n  \
-         help: use the key of the peer's private key (`wg pubkey` on the peer), not the \
-         one of wg0's private_key_file"
+             help: use the key of the peer's private key (`wg pubkey` on the peer), not the \
+             one of wg0's private_key_file"
     );
 }
 
@@ -606,19 +606,19 @@ name = \" \"
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:11:8: wg0 already has a peer named \"phone\" (line 7)\n  help: give \
-         each peer of an interface a name of its own\n\
-         DIR/vpn.toml:14:1: the peer at line 14 of wg0 has no public_key\n  help: add the \
-         public key the peer's private key gives (`wg pubkey` on the peer), e.g. \
-         public_key = \"...\"\n\
-         DIR/vpn.toml:15:8: a peer's name cannot be empty\n  help: give the peer a name, \
-         e.g. name = \"phone\"\n\
-         3 problems; nothing was applied"
+             each peer of an interface a name of its own\n\
+             DIR/vpn.toml:14:1: the peer at line 14 of wg0 has no public_key\n  help: add the \
+             public key the peer's private key gives (`wg pubkey` on the peer), e.g. \
+             public_key = \"...\"\n\
+             DIR/vpn.toml:15:8: a peer's name cannot be empty\n  help: give the peer a name, \
+             e.g. name = \"phone\"\n\
+             3 problems; nothing was applied"
     );
     // The same name on two interfaces is fine.
     fx.parse(&format!(
         "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npublic_key = \"<phone>\"\n\
-         [wireguard.wg1]\nprivate_key_file = \"wg1.key\"\n\
-         [[wireguard.wg1.peers]]\nname = \"phone\"\npublic_key = \"<laptop>\"\n"
+             [wireguard.wg1]\nprivate_key_file = \"wg1.key\"\n\
+             [[wireguard.wg1.peers]]\nname = \"phone\"\npublic_key = \"<laptop>\"\n"
     ))
     .unwrap();
 }
@@ -627,7 +627,7 @@ name = \" \"
 fn peer_names_have_no_control_or_direction_characters_and_64_characters_at_most() {
     let fx = Fixture::new();
     let help = "help: use at most 64 characters, without control characters or Unicode \
-                direction controls, e.g. name = \"phone\"";
+                    direction controls, e.g. name = \"phone\"";
     let long = "x".repeat(65);
     for (name, problem) in [
         (
@@ -702,15 +702,15 @@ fn allowed_ips_that_cover_the_lan_are_accepted_with_a_warning() {
         warnings,
         [
             "DIR/vpn.toml:9:31: allowed IP 192.168.1.0/24 of peer \"phone\" is this router's \
-             LAN 192.168.1.0/24 ([router] lan)\n  help: the peer may then send from LAN \
-             addresses, and with route = true 192.168.1.0/24 is routed into wg0: right if \
-             the LAN is meant to be reached through this peer (site-to-site), otherwise \
-             list only the peer's own addresses",
+                 LAN 192.168.1.0/24 ([router] lan)\n  help: the peer may then send from LAN \
+                 addresses, and with route = true 192.168.1.0/24 is routed into wg0: right if \
+                 the LAN is meant to be reached through this peer (site-to-site), otherwise \
+                 list only the peer's own addresses",
             "DIR/vpn.toml:9:49: allowed IP fd00::/16 of peer \"phone\" contains this \
-             router's LAN fd00:1::/64 ([router] lan)\n  help: the peer may then send from \
-             LAN addresses, and with route = true fd00::/16 is routed into wg0: right if the \
-             LAN is meant to be reached through this peer (site-to-site), otherwise list \
-             only the peer's own addresses",
+                 router's LAN fd00:1::/64 ([router] lan)\n  help: the peer may then send from \
+                 LAN addresses, and with route = true fd00::/16 is routed into wg0: right if the \
+                 LAN is meant to be reached through this peer (site-to-site), otherwise list \
+                 only the peer's own addresses",
         ]
     );
     // The peer is there all the same.
@@ -737,10 +737,10 @@ fn allowed_ips_have_no_host_bits() {
     assert_eq!(
         fx.error(&peer_with(r#"["10.8.0.2/24", "fd08::2/64"]"#)),
         "DIR/vpn.toml:7:16: 10.8.0.2/24 has bits set after its prefix length (its network \
-         is 10.8.0.0/24)\n  help: did you mean 10.8.0.2/32 or 10.8.0.0/24?\n\
-         DIR/vpn.toml:7:31: fd08::2/64 has bits set after its prefix length (its network \
-         is fd08::/64)\n  help: did you mean fd08::2/128 or fd08::/64?\n\
-         2 problems; nothing was applied"
+             is 10.8.0.0/24)\n  help: did you mean 10.8.0.2/32 or 10.8.0.0/24?\n\
+             DIR/vpn.toml:7:31: fd08::2/64 has bits set after its prefix length (its network \
+             is fd08::/64)\n  help: did you mean fd08::2/128 or fd08::/64?\n\
+             2 problems; nothing was applied"
     );
 }
 
@@ -750,10 +750,10 @@ fn allowed_ips_must_be_prefixes() {
     assert_eq!(
         fx.error(&peer_with(r#"["10.8.0.2/33", "phone"]"#)),
         "DIR/vpn.toml:7:16: \"10.8.0.2/33\" is not an IP prefix\n  help: write an address \
-         and prefix length, e.g. \"10.8.0.2/32\" or \"192.168.1.0/24\"\n\
-         DIR/vpn.toml:7:31: \"phone\" is not an IP prefix\n  help: write an address and \
-         prefix length, e.g. \"10.8.0.2/32\" or \"192.168.1.0/24\"\n\
-         2 problems; nothing was applied"
+             and prefix length, e.g. \"10.8.0.2/32\" or \"192.168.1.0/24\"\n\
+             DIR/vpn.toml:7:31: \"phone\" is not an IP prefix\n  help: write an address and \
+             prefix length, e.g. \"10.8.0.2/32\" or \"192.168.1.0/24\"\n\
+             2 problems; nothing was applied"
     );
 }
 
@@ -776,20 +776,20 @@ public_key = \"<laptop>\"
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:13:31: 192.168.0.0/16 overlaps 192.168.2.0/24 of peer \"phone\" (line \
-         8)\n  help: the kernel sends each address to one peer only, so one of the two \
-         would silently lose it: give peer \"laptop\" and peer \"phone\" separate ranges\n\
-         DIR/vpn.toml:13:49: 10.8.0.2/32 overlaps 10.8.0.2/32 of peer \"phone\" (line 8)\n  \
-         help: the kernel sends each address to one peer only, so one of the two would \
-         silently lose it: give peer \"laptop\" and peer \"phone\" separate ranges\n\
-         2 problems; nothing was applied"
+             8)\n  help: the kernel sends each address to one peer only, so one of the two \
+             would silently lose it: give peer \"laptop\" and peer \"phone\" separate ranges\n\
+             DIR/vpn.toml:13:49: 10.8.0.2/32 overlaps 10.8.0.2/32 of peer \"phone\" (line 8)\n  \
+             help: the kernel sends each address to one peer only, so one of the two would \
+             silently lose it: give peer \"laptop\" and peer \"phone\" separate ranges\n\
+             2 problems; nothing was applied"
     );
     // The same ranges on two interfaces do not meet in the kernel.
     fx.parse(&format!(
-        "{WG0}[[wireguard.wg0.peers]]\nname = \"a\"\nallowed_ips = [\"192.168.2.0/24\"]\npublic_key = \"<phone>\"\n\
-         [wireguard.wg1]\nprivate_key_file = \"wg1.key\"\n\
-         [[wireguard.wg1.peers]]\nname = \"b\"\nallowed_ips = [\"192.168.2.0/24\"]\npublic_key = \"<laptop>\"\n"
-    ))
-    .unwrap();
+            "{WG0}[[wireguard.wg0.peers]]\nname = \"a\"\nallowed_ips = [\"192.168.2.0/24\"]\npublic_key = \"<phone>\"\n\
+             [wireguard.wg1]\nprivate_key_file = \"wg1.key\"\n\
+             [[wireguard.wg1.peers]]\nname = \"b\"\nallowed_ips = [\"192.168.2.0/24\"]\npublic_key = \"<laptop>\"\n"
+        ))
+        .unwrap();
 }
 
 #[test]
@@ -800,14 +800,14 @@ fn host_addresses_must_be_in_the_interface_subnet() {
             r#"["10.9.0.2/32", "fd09::2/128", "10.8.0.1/32"]"#
         )),
         "DIR/vpn.toml:7:16: 10.9.0.2/32 is outside wg0's subnet 10.8.0.0/24\n  help: a \
-         peer's own address must be in wg0's subnet: use one from 10.8.0.0/24, or widen \
-         wg0's address (a network behind a peer may be anywhere)\n\
-         DIR/vpn.toml:7:31: fd09::2/128 is outside wg0's subnet fd08::/64\n  help: a \
-         peer's own address must be in wg0's subnet: use one from fd08::/64, or widen \
-         wg0's address (a network behind a peer may be anywhere)\n\
-         DIR/vpn.toml:7:46: 10.8.0.1/32 is wg0's own address\n  help: give peer \"phone\" \
-         another address in 10.8.0.0/24\n\
-         3 problems; nothing was applied"
+             peer's own address must be in wg0's subnet: use one from 10.8.0.0/24, or widen \
+             wg0's address (a network behind a peer may be anywhere)\n\
+             DIR/vpn.toml:7:31: fd09::2/128 is outside wg0's subnet fd08::/64\n  help: a \
+             peer's own address must be in wg0's subnet: use one from fd08::/64, or widen \
+             wg0's address (a network behind a peer may be anywhere)\n\
+             DIR/vpn.toml:7:46: 10.8.0.1/32 is wg0's own address\n  help: give peer \"phone\" \
+             another address in 10.8.0.0/24\n\
+             3 problems; nothing was applied"
     );
     // Networks behind a peer may be anywhere, and so may full-tunnel routes.
     fx.parse(&peer_with(
@@ -820,12 +820,12 @@ fn host_addresses_must_be_in_the_interface_subnet() {
 fn host_addresses_with_several_subnets() {
     let fx = Fixture::new();
     let text = "[wireguard.wg0]\nprivate_key_file = \"wg0.key\"\naddresses = [\"10.8.0.1/24\", \"10.9.0.1/24\"]\n\
-                [[wireguard.wg0.peers]]\nname = \"phone\"\nallowed_ips = [\"10.9.0.2/32\", \"10.7.0.2/32\", \"fd08::2/128\"]\npublic_key = \"<phone>\"\n";
+                    [[wireguard.wg0.peers]]\nname = \"phone\"\nallowed_ips = [\"10.9.0.2/32\", \"10.7.0.2/32\", \"fd08::2/128\"]\npublic_key = \"<phone>\"\n";
     assert_eq!(
         fx.error(text),
         "DIR/vpn.toml:6:31: 10.7.0.2/32 is outside wg0's subnets 10.8.0.0/24, 10.9.0.0/24\n  \
-         help: a peer's own address must be in wg0's subnets: use one from 10.8.0.0/24, \
-         10.9.0.0/24, or widen wg0's address (a network behind a peer may be anywhere)"
+             help: a peer's own address must be in wg0's subnets: use one from 10.8.0.0/24, \
+             10.9.0.0/24, or widen wg0's address (a network behind a peer may be anywhere)"
     );
 }
 
@@ -833,25 +833,25 @@ fn host_addresses_with_several_subnets() {
 fn interface_addresses_are_addresses_in_a_subnet() {
     let fx = Fixture::new();
     let text = "[wireguard.wg0]\nprivate_key_file = \"wg0.key\"\naddresses = [\
-                \"10.8.0.1\", \"10.8.0.0/24\", \"10.9.0.255/24\", \"fd08::/64\", \"wg0\", \
-                \"10.10.0.1/32\", \"10.11.0.1/31\"]\n";
+                    \"10.8.0.1\", \"10.8.0.0/24\", \"10.9.0.255/24\", \"fd08::/64\", \"wg0\", \
+                    \"10.10.0.1/32\", \"10.11.0.1/31\"]\n";
     assert_eq!(
         fx.error(text),
         "DIR/vpn.toml:3:14: address \"10.8.0.1\" of wg0 has no prefix length\n  help: add \
-         the prefix length of wg0's subnet, e.g. \"10.8.0.1/24\"\n\
-         DIR/vpn.toml:3:26: 10.8.0.0/24 is the network address of its subnet, not an \
-         address wg0 can have\n  help: give wg0 an address inside the subnet: did you mean \
-         10.8.0.1/24?\n\
-         DIR/vpn.toml:3:41: 10.9.0.255/24 is the broadcast address of its subnet, not an \
-         address wg0 can have\n  help: give wg0 an address inside the subnet: did you mean \
-         10.9.0.1/24?\n\
-         DIR/vpn.toml:3:58: fd08::/64 is the network address of its subnet, not an address \
-         wg0 can have\n  help: give wg0 an address inside the subnet: did you mean \
-         fd08::1/64?\n\
-         DIR/vpn.toml:3:71: \"wg0\" is not an address with a prefix length\n  help: write \
-         an address with its subnet's prefix length, e.g. \"10.8.0.1/24\" or \
-         \"fd08::1/64\"\n\
-         5 problems; nothing was applied"
+             the prefix length of wg0's subnet, e.g. \"10.8.0.1/24\"\n\
+             DIR/vpn.toml:3:26: 10.8.0.0/24 is the network address of its subnet, not an \
+             address wg0 can have\n  help: give wg0 an address inside the subnet: did you mean \
+             10.8.0.1/24?\n\
+             DIR/vpn.toml:3:41: 10.9.0.255/24 is the broadcast address of its subnet, not an \
+             address wg0 can have\n  help: give wg0 an address inside the subnet: did you mean \
+             10.9.0.1/24?\n\
+             DIR/vpn.toml:3:58: fd08::/64 is the network address of its subnet, not an address \
+             wg0 can have\n  help: give wg0 an address inside the subnet: did you mean \
+             fd08::1/64?\n\
+             DIR/vpn.toml:3:71: \"wg0\" is not an address with a prefix length\n  help: write \
+             an address with its subnet's prefix length, e.g. \"10.8.0.1/24\" or \
+             \"fd08::1/64\"\n\
+             5 problems; nothing was applied"
     );
 }
 
@@ -861,15 +861,15 @@ fn interface_addresses_with_prefix_length_0_are_refused() {
     assert_eq!(
         fx.error(
             "[wireguard.wg0]\nprivate_key_file = \"wg0.key\"\naddresses = [\"10.8.0.1/0\", \
-             \"fd08::1/0\"]\n"
+                 \"fd08::1/0\"]\n"
         ),
         "DIR/vpn.toml:3:14: address 10.8.0.1/0 of wg0 has prefix length 0: its subnet \
-         would be every IPv4 address\n  help: give the prefix length of wg0's subnet, e.g. \
-         \"10.8.0.1/24\"\n\
-         DIR/vpn.toml:3:28: address fd08::1/0 of wg0 has prefix length 0: its subnet would \
-         be every IPv6 address\n  help: give the prefix length of wg0's subnet, e.g. \
-         \"fd08::1/64\"\n\
-         2 problems; nothing was applied"
+             would be every IPv4 address\n  help: give the prefix length of wg0's subnet, e.g. \
+             \"10.8.0.1/24\"\n\
+             DIR/vpn.toml:3:28: address fd08::1/0 of wg0 has prefix length 0: its subnet would \
+             be every IPv6 address\n  help: give the prefix length of wg0's subnet, e.g. \
+             \"fd08::1/64\"\n\
+             2 problems; nothing was applied"
     );
 }
 
@@ -879,18 +879,18 @@ fn two_interfaces_with_overlapping_subnets_are_refused() {
     let wg1 = |addresses: &str| {
         format!(
             "{WG0}\n[wireguard.wg1]\nprivate_key_file = \"wg1.key\"\nlisten_port = 51821\n\
-             addresses = {addresses}\n"
+                 addresses = {addresses}\n"
         )
     };
     assert_eq!(
         fx.error(&wg1(r#"["10.8.0.2/24", "fd08:1::1/64", "10.0.0.1/8"]"#)),
         "DIR/vpn.toml:9:14: 10.8.0.2/24 of wg1 overlaps wg0's subnet 10.8.0.0/24 (line 4)\n  \
-         help: the kernel routes each address out of one interface only, so one of the two \
-         would silently lose it: give wg1 and wg0 separate subnets\n\
-         DIR/vpn.toml:9:45: 10.0.0.1/8 of wg1 overlaps wg0's subnet 10.8.0.0/24 (line 4)\n  \
-         help: the kernel routes each address out of one interface only, so one of the two \
-         would silently lose it: give wg1 and wg0 separate subnets\n\
-         2 problems; nothing was applied"
+             help: the kernel routes each address out of one interface only, so one of the two \
+             would silently lose it: give wg1 and wg0 separate subnets\n\
+             DIR/vpn.toml:9:45: 10.0.0.1/8 of wg1 overlaps wg0's subnet 10.8.0.0/24 (line 4)\n  \
+             help: the kernel routes each address out of one interface only, so one of the two \
+             would silently lose it: give wg1 and wg0 separate subnets\n\
+             2 problems; nothing was applied"
     );
     // Neighbouring subnets, and two addresses of one interface in one subnet, are fine.
     fx.parse(&wg1(r#"["10.8.1.1/24", "fd09::1/64"]"#)).unwrap();
@@ -911,8 +911,8 @@ fn mtu_minimum_depends_on_ipv6() {
     assert_eq!(
         fx.error(&v6),
         "DIR/vpn.toml:5:7: mtu 1279 is below 1280, the minimum for IPv6 (wg0 has an IPv6 \
-         address)\n  help: use 1280-65535, e.g. mtu = 1420 (WireGuard's default), or leave \
-         mtu out"
+             address)\n  help: use 1280-65535, e.g. mtu = 1420 (WireGuard's default), or leave \
+             mtu out"
     );
     let v4 = "[wireguard.wg0]\nprivate_key_file = \"wg0.key\"\naddresses = [\"10.8.0.1/24\"]\n";
     assert_eq!(
@@ -922,12 +922,12 @@ fn mtu_minimum_depends_on_ipv6() {
     assert_eq!(
         fx.error(&format!("{v4}mtu = 575\n")),
         "DIR/vpn.toml:4:7: mtu 575 is below 576, the minimum for IPv4\n  help: use \
-         576-65535, e.g. mtu = 1420 (WireGuard's default), or leave mtu out"
+             576-65535, e.g. mtu = 1420 (WireGuard's default), or leave mtu out"
     );
     assert_eq!(
         fx.error(&format!("{v4}mtu = 65536\n")),
         "DIR/vpn.toml:4:7: mtu 65536 is above 65535, the largest an IP packet can be\n  \
-         help: use 576-65535, e.g. mtu = 1420 (WireGuard's default), or leave mtu out"
+             help: use 576-65535, e.g. mtu = 1420 (WireGuard's default), or leave mtu out"
     );
     assert_eq!(
         fx.parse(&format!("{WG0}mtu = 65535\n")).unwrap().wireguard[0].mtu,
@@ -946,12 +946,12 @@ fn persistent_keepalive_zero_is_refused() {
     assert_eq!(
         fx.error(&peer("0")),
         "DIR/vpn.toml:8:24: persistent_keepalive must be 1-65535 seconds, not 0\n  help: \
-         leave persistent_keepalive out to turn keepalive off"
+             leave persistent_keepalive out to turn keepalive off"
     );
     assert_eq!(
         fx.error(&peer("65536")),
         "DIR/vpn.toml:8:24: persistent_keepalive must be 1-65535 seconds, not 65536\n  \
-         help: 25 keeps most NAT mappings open: persistent_keepalive = 25"
+             help: 25 keeps most NAT mappings open: persistent_keepalive = 25"
     );
     let config = fx.parse(&peer("65535")).unwrap();
     assert_eq!(
@@ -974,7 +974,7 @@ fn fwmark_is_any_u32_and_zero_is_none() {
             fx.error(&mark(bad)),
             format!(
                 "DIR/vpn.toml:5:10: fwmark {} does not fit in 32 bits\n  help: use 1 to \
-                 0xffffffff, e.g. fwmark = 0x5182, or leave fwmark out",
+                     0xffffffff, e.g. fwmark = 0x5182, or leave fwmark out",
                 if bad == "-1" { "-1" } else { "4294967296" }
             )
         );
@@ -986,24 +986,24 @@ fn endpoints_are_checked_but_not_resolved() {
     let fx = Fixture::new();
     let text = format!(
         "{WG0}public_endpoint = \"home.example.org\"\n\
-         [[wireguard.wg0.peers]]\nname = \"phone\"\npublic_key = \"<phone>\"\nendpoint = \"2001:db8::1:51820\"\n"
+             [[wireguard.wg0.peers]]\nname = \"phone\"\npublic_key = \"<phone>\"\nendpoint = \"2001:db8::1:51820\"\n"
     );
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:5:19: \"home.example.org\" has no port: write host:port, e.g. \
-         vpn.example.org:51820\n  help: write how clients reach this router from the \
-         internet as host:port, e.g. public_endpoint = \"home.example.org:51820\"\n\
-         DIR/vpn.toml:9:12: \"2001:db8::1:51820\": write IPv6 endpoints in brackets, e.g. \
-         [2001:db8::1]:51820\n  help: write the peer's address as host:port, e.g. \
-         endpoint = \"peer.example.org:51820\" or \"[2001:db8::1]:51820\"\n\
-         2 problems; nothing was applied"
+             vpn.example.org:51820\n  help: write how clients reach this router from the \
+             internet as host:port, e.g. public_endpoint = \"home.example.org:51820\"\n\
+             DIR/vpn.toml:9:12: \"2001:db8::1:51820\": write IPv6 endpoints in brackets, e.g. \
+             [2001:db8::1]:51820\n  help: write the peer's address as host:port, e.g. \
+             endpoint = \"peer.example.org:51820\" or \"[2001:db8::1]:51820\"\n\
+             2 problems; nothing was applied"
     );
     // A name that does not resolve is fine: only `up` looks it up.
     let config = fx
-        .parse(&format!(
-            "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npublic_key = \"<phone>\"\nendpoint = \"peer.invalid:51820\"\n"
-        ))
-        .unwrap();
+            .parse(&format!(
+                "{WG0}[[wireguard.wg0.peers]]\nname = \"phone\"\npublic_key = \"<phone>\"\nendpoint = \"peer.invalid:51820\"\n"
+            ))
+            .unwrap();
     assert_eq!(
         config.wireguard[0].peers[0].endpoint.as_ref().unwrap().host,
         "peer.invalid"
@@ -1019,13 +1019,13 @@ fn lan_and_client_dns_are_checked() {
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:2:8: 192.168.1.1/24 has bits set after its prefix length (its \
-         network is 192.168.1.0/24)\n  help: did you mean 192.168.1.1/32 or \
-         192.168.1.0/24?\n\
-         DIR/vpn.toml:2:26: \"lan\" is not an IP prefix\n  help: write an address and \
-         prefix length, e.g. \"10.8.0.2/32\" or \"192.168.1.0/24\"\n\
-         DIR/vpn.toml:8:15: \"192.168.1.1:53\" is not an IP address\n  help: client_dns \
-         lists DNS servers by address, e.g. client_dns = [\"192.168.1.1\"]\n\
-         3 problems; nothing was applied"
+             network is 192.168.1.0/24)\n  help: did you mean 192.168.1.1/32 or \
+             192.168.1.0/24?\n\
+             DIR/vpn.toml:2:26: \"lan\" is not an IP prefix\n  help: write an address and \
+             prefix length, e.g. \"10.8.0.2/32\" or \"192.168.1.0/24\"\n\
+             DIR/vpn.toml:8:15: \"192.168.1.1:53\" is not an IP address\n  help: client_dns \
+             lists DNS servers by address, e.g. client_dns = [\"192.168.1.1\"]\n\
+             3 problems; nothing was applied"
     );
 }
 
@@ -1051,21 +1051,21 @@ mtu = 100
     assert_eq!(
         fx.error(text),
         "DIR/vpn.toml:2:20: cannot read DIR/missing.key: No such file or directory (os \
-         error 2)\n  help: create it with `(umask 077; vpn-ctl genkey > DIR/missing.key)`, \
-         or correct the path (relative paths start at DIR)\n\
-         DIR/vpn.toml:3:15: listen_port 0 is not a port number (1-65535)\n  help: use a \
-         free UDP port, e.g. listen_port = 51820, or leave listen_port out for a random \
-         one\n\
-         DIR/vpn.toml:8:14: the public_key of peer \"phone\" is not a WireGuard key\n  \
-         help: a public key is 44 characters of base64, as `wg pubkey` prints it; this one \
-         has 4\n\
-         DIR/vpn.toml:9:16: 10.8.1.2/24 has bits set after its prefix length (its network \
-         is 10.8.1.0/24)\n  help: did you mean 10.8.1.2/32 or 10.8.1.0/24?\n\
-         DIR/vpn.toml:10:24: persistent_keepalive must be 1-65535 seconds, not 0\n  help: \
-         leave persistent_keepalive out to turn keepalive off\n\
-         DIR/vpn.toml:14:7: mtu 100 is below 576, the minimum for IPv4\n  help: use \
-         576-65535, e.g. mtu = 1420 (WireGuard's default), or leave mtu out\n\
-         6 problems; nothing was applied"
+             error 2)\n  help: create it with `(umask 077; vpn-ctl genkey > DIR/missing.key)`, \
+             or correct the path (relative paths start at DIR)\n\
+             DIR/vpn.toml:3:15: listen_port 0 is not a port number (1-65535)\n  help: use a \
+             free UDP port, e.g. listen_port = 51820, or leave listen_port out for a random \
+             one\n\
+             DIR/vpn.toml:8:14: the public_key of peer \"phone\" is not a WireGuard key\n  \
+             help: a public key is 44 characters of base64, as `wg pubkey` prints it; this one \
+             has 4\n\
+             DIR/vpn.toml:9:16: 10.8.1.2/24 has bits set after its prefix length (its network \
+             is 10.8.1.0/24)\n  help: did you mean 10.8.1.2/32 or 10.8.1.0/24?\n\
+             DIR/vpn.toml:10:24: persistent_keepalive must be 1-65535 seconds, not 0\n  help: \
+             leave persistent_keepalive out to turn keepalive off\n\
+             DIR/vpn.toml:14:7: mtu 100 is below 576, the minimum for IPv4\n  help: use \
+             576-65535, e.g. mtu = 1420 (WireGuard's default), or leave mtu out\n\
+             6 problems; nothing was applied"
     );
 }
 
@@ -1075,7 +1075,7 @@ fn syntax_errors_come_before_validation() {
     assert_eq!(
         fx.error("[wireguard.wg0]\nprivate_key_file = \"wg0.key\"\nlisten_port = \"51820\"\n"),
         "DIR/vpn.toml:3:15: `listen_port` must be an integer, not the string \"51820\"\n  \
-         help: write it like this: listen_port = 51820"
+             help: write it like this: listen_port = 51820"
     );
 }
 
@@ -1263,8 +1263,8 @@ fn static_site_parses_into_the_model() {
 fn ike_defaults() {
     let fx = site_fixture();
     let text = "[ipsec.lab]\nkeying = \"ike\"\nremote_gateway = \"2001:db8::2\"\n\
-                local_subnets = [\"fd00:2::/64\"]\nremote_subnets = [\"fd00:1::/64\"]\n\
-                psk_file = \"fritzbox.psk\"\n";
+                    local_subnets = [\"fd00:2::/64\"]\nremote_subnets = [\"fd00:1::/64\"]\n\
+                    psk_file = \"fritzbox.psk\"\n";
     let config = fx.parse(text).unwrap();
     let site = &config.ipsec[0];
     assert_eq!(site.local_gateway, None);
@@ -1311,15 +1311,15 @@ fn keying_is_required_and_ike_or_static() {
     assert_eq!(
         fx.error(&set(OFFICE, "keying", "")),
         "DIR/vpn.toml:1:1: site office has no keying\n  help: use keying = \"ike\" to \
-        have strongSwan negotiate the keys (with a FRITZ!Box or any other IKE router), \
-        or keying = \"static\" for fixed keys from files between two Linux routers"
+            have strongSwan negotiate the keys (with a FRITZ!Box or any other IKE router), \
+            or keying = \"static\" for fixed keys from files between two Linux routers"
     );
     assert_eq!(
         fx.error(&set(OFFICE, "keying", "\"manual\"")),
         "DIR/vpn.toml:2:10: keying \"manual\" is neither \"ike\" nor \"static\"\n  help: \
-        use keying = \"ike\" to have strongSwan negotiate the keys (with a FRITZ!Box or \
-        any other IKE router), or keying = \"static\" for fixed keys from files between \
-        two Linux routers"
+            use keying = \"ike\" to have strongSwan negotiate the keys (with a FRITZ!Box or \
+            any other IKE router), or keying = \"static\" for fixed keys from files between \
+            two Linux routers"
     );
 }
 
@@ -1330,15 +1330,15 @@ fn fields_of_the_other_keying_name_the_right_one() {
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:12:12: `psk_file` is for keying = \"ike\", but site office has \
-        keying = \"static\"\n  help: static keying installs fixed keys from \
-        key_out_file and key_in_file and negotiates nothing: remove psk_file, or set \
-        keying = \"ike\"\nDIR/vpn.toml:13:15: `ike_version` is for keying = \"ike\", \
-        but site office has keying = \"static\"\n  help: static keying installs fixed \
-        keys from key_out_file and key_in_file and negotiates nothing: remove \
-        ike_version, or set keying = \"ike\"\nDIR/vpn.toml:14:7: `dpd` is for keying = \
-        \"ike\", but site office has keying = \"static\"\n  help: static keying \
-        installs fixed keys from key_out_file and key_in_file and negotiates nothing: \
-        remove dpd, or set keying = \"ike\"\n3 problems; nothing was applied"
+            keying = \"static\"\n  help: static keying installs fixed keys from \
+            key_out_file and key_in_file and negotiates nothing: remove psk_file, or set \
+            keying = \"ike\"\nDIR/vpn.toml:13:15: `ike_version` is for keying = \"ike\", \
+            but site office has keying = \"static\"\n  help: static keying installs fixed \
+            keys from key_out_file and key_in_file and negotiates nothing: remove \
+            ike_version, or set keying = \"ike\"\nDIR/vpn.toml:14:7: `dpd` is for keying = \
+            \"ike\", but site office has keying = \"static\"\n  help: static keying \
+            installs fixed keys from key_out_file and key_in_file and negotiates nothing: \
+            remove dpd, or set keying = \"ike\"\n3 problems; nothing was applied"
     );
     let text = format!(
         "{SEED}esp = \"aes256-sha1\"\nspi_in = 0x1002\nkey_out_file = \"office-out.key\"\n"
@@ -1346,14 +1346,14 @@ fn fields_of_the_other_keying_name_the_right_one() {
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:23:7: `esp` is for keying = \"static\", but site fritzbox has \
-        keying = \"ike\"\n  help: with IKE, ESP's algorithms are negotiated: write them \
-        as proposals, e.g. esp_proposals = [\"aes256gcm16-ecp256\"], or set keying = \
-        \"static\"\nDIR/vpn.toml:24:10: `spi_in` is for keying = \"static\", but site \
-        fritzbox has keying = \"ike\"\n  help: with IKE, keys and SPIs are negotiated: \
-        remove spi_in, or set keying = \"static\"\nDIR/vpn.toml:25:16: `key_out_file` \
-        is for keying = \"static\", but site fritzbox has keying = \"ike\"\n  help: \
-        with IKE, keys and SPIs are negotiated: remove key_out_file, or set keying = \
-        \"static\"\n3 problems; nothing was applied"
+            keying = \"ike\"\n  help: with IKE, ESP's algorithms are negotiated: write them \
+            as proposals, e.g. esp_proposals = [\"aes256gcm16-ecp256\"], or set keying = \
+            \"static\"\nDIR/vpn.toml:24:10: `spi_in` is for keying = \"static\", but site \
+            fritzbox has keying = \"ike\"\n  help: with IKE, keys and SPIs are negotiated: \
+            remove spi_in, or set keying = \"static\"\nDIR/vpn.toml:25:16: `key_out_file` \
+            is for keying = \"static\", but site fritzbox has keying = \"ike\"\n  help: \
+            with IKE, keys and SPIs are negotiated: remove key_out_file, or set keying = \
+            \"static\"\n3 problems; nothing was applied"
     );
 }
 
@@ -1363,40 +1363,40 @@ fn required_fields_per_keying() {
     assert_eq!(
         fx.error("[ipsec.office]\nkeying = \"static\"\n"),
         "DIR/vpn.toml:1:1: site office has no remote_gateway\n  help: add the other \
-        router's public address or DNS name, e.g. remote_gateway = \
-        \"right.domain.com\"\nDIR/vpn.toml:1:1: site office has no local_subnets\n  \
-        help: list the networks behind this router that the tunnel joins, e.g. \
-        local_subnets = [\"192.168.2.0/24\"]\nDIR/vpn.toml:1:1: site office has no \
-        remote_subnets\n  help: list the networks behind the other router, e.g. \
-        remote_subnets = [\"192.168.1.0/24\"]\nDIR/vpn.toml:1:1: site office has no \
-        local_gateway\n  help: static keying needs this router's public address: add \
-        e.g. local_gateway = \"198.51.100.1\"\nDIR/vpn.toml:1:1: site office has no \
-        esp\n  help: static keying uses one AEAD both ways: add esp = \"aes256gcm16\" \
-        (or \"aes128gcm16\")\nDIR/vpn.toml:1:1: site office has no spi_out\n  help: add \
-        e.g. spi_out = 0x1001: any number from 0x100 to 0xffffffff, the same as the \
-        other router's spi_in\nDIR/vpn.toml:1:1: site office has no spi_in\n  help: add \
-        e.g. spi_in = 0x1002: any number from 0x100 to 0xffffffff, the same as the \
-        other router's spi_out\nDIR/vpn.toml:1:1: site office has no key_out_file\n  \
-        help: add key_out_file = \"office-out.key\" and make the key with `(umask 077; \
-        head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \\n' > DIR/office-out.key)`; \
-        the other router uses the same file as its key_in_file\nDIR/vpn.toml:1:1: site \
-        office has no key_in_file\n  help: add key_in_file = \"office-in.key\" and make \
-        the key with `(umask 077; head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \\n' \
-        > DIR/office-in.key)`; the other router uses the same file as its \
-        key_out_file\n9 problems; nothing was applied"
+            router's public address or DNS name, e.g. remote_gateway = \
+            \"right.domain.com\"\nDIR/vpn.toml:1:1: site office has no local_subnets\n  \
+            help: list the networks behind this router that the tunnel joins, e.g. \
+            local_subnets = [\"192.168.2.0/24\"]\nDIR/vpn.toml:1:1: site office has no \
+            remote_subnets\n  help: list the networks behind the other router, e.g. \
+            remote_subnets = [\"192.168.1.0/24\"]\nDIR/vpn.toml:1:1: site office has no \
+            local_gateway\n  help: static keying needs this router's public address: add \
+            e.g. local_gateway = \"198.51.100.1\"\nDIR/vpn.toml:1:1: site office has no \
+            esp\n  help: static keying uses one AEAD both ways: add esp = \"aes256gcm16\" \
+            (or \"aes128gcm16\")\nDIR/vpn.toml:1:1: site office has no spi_out\n  help: add \
+            e.g. spi_out = 0x1001: any number from 0x100 to 0xffffffff, the same as the \
+            other router's spi_in\nDIR/vpn.toml:1:1: site office has no spi_in\n  help: add \
+            e.g. spi_in = 0x1002: any number from 0x100 to 0xffffffff, the same as the \
+            other router's spi_out\nDIR/vpn.toml:1:1: site office has no key_out_file\n  \
+            help: add key_out_file = \"office-out.key\" and make the key with `(umask 077; \
+            head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \\n' > DIR/office-out.key)`; \
+            the other router uses the same file as its key_in_file\nDIR/vpn.toml:1:1: site \
+            office has no key_in_file\n  help: add key_in_file = \"office-in.key\" and make \
+            the key with `(umask 077; head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \\n' \
+            > DIR/office-in.key)`; the other router uses the same file as its \
+            key_out_file\n9 problems; nothing was applied"
     );
     assert_eq!(
         fx.error("[ipsec.fritzbox]\nkeying = \"ike\"\n"),
         "DIR/vpn.toml:1:1: site fritzbox has no remote_gateway\n  help: add the other \
-        router's public address or DNS name, e.g. remote_gateway = \
-        \"right.domain.com\"\nDIR/vpn.toml:1:1: site fritzbox has no local_subnets\n  \
-        help: list the networks behind this router that the tunnel joins, e.g. \
-        local_subnets = [\"192.168.2.0/24\"]\nDIR/vpn.toml:1:1: site fritzbox has no \
-        remote_subnets\n  help: list the networks behind the other router, e.g. \
-        remote_subnets = [\"192.168.1.0/24\"]\nDIR/vpn.toml:1:1: site fritzbox has no \
-        psk_file\n  help: add psk_file = \"fritzbox.psk\" and put the pre-shared key \
-        both sides use in it, or make one with `(umask 077; vpn-ctl genpsk > \
-        DIR/fritzbox.psk)`\n4 problems; nothing was applied"
+            router's public address or DNS name, e.g. remote_gateway = \
+            \"right.domain.com\"\nDIR/vpn.toml:1:1: site fritzbox has no local_subnets\n  \
+            help: list the networks behind this router that the tunnel joins, e.g. \
+            local_subnets = [\"192.168.2.0/24\"]\nDIR/vpn.toml:1:1: site fritzbox has no \
+            remote_subnets\n  help: list the networks behind the other router, e.g. \
+            remote_subnets = [\"192.168.1.0/24\"]\nDIR/vpn.toml:1:1: site fritzbox has no \
+            psk_file\n  help: add psk_file = \"fritzbox.psk\" and put the pre-shared key \
+            both sides use in it, or make one with `(umask 077; vpn-ctl genpsk > \
+            DIR/fritzbox.psk)`\n4 problems; nothing was applied"
     );
 }
 
@@ -1411,19 +1411,19 @@ fn static_gateways_are_addresses_of_one_family() {
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:3:17: local_gateway \"left.domain.com\" is a DNS name, but static \
-        keying needs an address\n  help: the kernel's SAs are bound to addresses: write \
-        the IP address, e.g. local_gateway = \"198.51.100.1\", or use keying = \"ike\", \
-        which follows DNS names\nDIR/vpn.toml:4:18: remote_gateway \"right.domain.com\" \
-        is a DNS name, but static keying needs an address\n  help: the kernel's SAs are \
-        bound to addresses: write the IP address, e.g. remote_gateway = \
-        \"203.0.113.1\", or use keying = \"ike\", which follows DNS names\n2 problems; \
-        nothing was applied"
+            keying needs an address\n  help: the kernel's SAs are bound to addresses: write \
+            the IP address, e.g. local_gateway = \"198.51.100.1\", or use keying = \"ike\", \
+            which follows DNS names\nDIR/vpn.toml:4:18: remote_gateway \"right.domain.com\" \
+            is a DNS name, but static keying needs an address\n  help: the kernel's SAs are \
+            bound to addresses: write the IP address, e.g. remote_gateway = \
+            \"203.0.113.1\", or use keying = \"ike\", which follows DNS names\n2 problems; \
+            nothing was applied"
     );
     assert_eq!(
         fx.error(&set(OFFICE, "remote_gateway", "\"2001:db8::1\"")),
         "DIR/vpn.toml:4:18: remote_gateway 2001:db8::1 is IPv6, local_gateway \
-        198.51.100.1 is IPv4\n  help: a tunnel's two ends speak the same IP version: \
-        give both gateways IPv4 addresses, or both IPv6"
+            198.51.100.1 is IPv4\n  help: a tunnel's two ends speak the same IP version: \
+            give both gateways IPv4 addresses, or both IPv6"
     );
 }
 
@@ -1434,51 +1434,51 @@ fn gateways_are_addresses_or_dns_names() {
     assert_eq!(
         remote("\"right domain.com\""),
         "DIR/vpn.toml:8:18: remote_gateway \"right domain.com\" is not an IP address or \
-        a DNS name: it contains ' '\n  help: write the other router's public IP address \
-        or DNS name, e.g. remote_gateway = \"right.domain.com\""
+            a DNS name: it contains ' '\n  help: write the other router's public IP address \
+            or DNS name, e.g. remote_gateway = \"right.domain.com\""
     );
     assert_eq!(
         remote("\"right.domain.com:500\""),
         "DIR/vpn.toml:8:18: remote_gateway \"right.domain.com:500\" is not an IP address \
-        or a DNS name: it contains ':'\n  help: leave the port out (IKE uses UDP ports \
-        500 and 4500): remote_gateway = \"right.domain.com\""
+            or a DNS name: it contains ':'\n  help: leave the port out (IKE uses UDP ports \
+            500 and 4500): remote_gateway = \"right.domain.com\""
     );
     assert_eq!(
         remote("\"[2001:db8::1]\""),
         "DIR/vpn.toml:8:18: remote_gateway \"[2001:db8::1]\" is not an IP address or a \
-        DNS name: it contains '['\n  help: write IPv6 addresses without brackets: \
-        remote_gateway = \"2001:db8::1\""
+            DNS name: it contains '['\n  help: write IPv6 addresses without brackets: \
+            remote_gateway = \"2001:db8::1\""
     );
     assert_eq!(
         remote("\"192.168.1.300\""),
         "DIR/vpn.toml:8:18: remote_gateway \"192.168.1.300\" is not an IP address or a \
-        DNS name: a DNS name does not end in a number\n  help: write the other router's \
-        public IP address or DNS name, e.g. remote_gateway = \"right.domain.com\""
+            DNS name: a DNS name does not end in a number\n  help: write the other router's \
+            public IP address or DNS name, e.g. remote_gateway = \"right.domain.com\""
     );
     assert_eq!(
         remote("\"right..com\""),
         "DIR/vpn.toml:8:18: remote_gateway \"right..com\" is not an IP address or a DNS \
-        name: it has an empty part between dots\n  help: write the other router's \
-        public IP address or DNS name, e.g. remote_gateway = \"right.domain.com\""
+            name: it has an empty part between dots\n  help: write the other router's \
+            public IP address or DNS name, e.g. remote_gateway = \"right.domain.com\""
     );
     assert_eq!(
         remote("\"-right.com\""),
         "DIR/vpn.toml:8:18: remote_gateway \"-right.com\" is not an IP address or a DNS \
-        name: its part \"-right\" starts or ends with '-'\n  help: write the other \
-        router's public IP address or DNS name, e.g. remote_gateway = \
-        \"right.domain.com\""
+            name: its part \"-right\" starts or ends with '-'\n  help: write the other \
+            router's public IP address or DNS name, e.g. remote_gateway = \
+            \"right.domain.com\""
     );
     assert_eq!(
         remote("\"\""),
         "DIR/vpn.toml:8:18: remote_gateway \"\" is not an IP address or a DNS name: it \
-        is empty\n  help: write the other router's public IP address or DNS name, e.g. \
-        remote_gateway = \"right.domain.com\""
+            is empty\n  help: write the other router's public IP address or DNS name, e.g. \
+            remote_gateway = \"right.domain.com\""
     );
     assert_eq!(
         fx.error(&set(SEED, "local_gateway", "\"left.domain.com.\"")),
         "DIR/vpn.toml:7:17: local_gateway \"left.domain.com.\" is not an IP address or a \
-        DNS name: it ends with '.'\n  help: write this router's public IP address or \
-        DNS name, e.g. local_gateway = \"left.domain.com\""
+            DNS name: it ends with '.'\n  help: write this router's public IP address or \
+            DNS name, e.g. local_gateway = \"left.domain.com\""
     );
     // Names need not resolve: only `up` looks them up.
     fx.parse(&set(SEED, "remote_gateway", "\"fritz.invalid\""))
@@ -1493,16 +1493,16 @@ fn identities_are_fqdns_or_addresses() {
     assert_eq!(
         fx.error(&set(SEED, "local_id", "\"@left.domain.com\"")),
         "DIR/vpn.toml:11:12: local_id \"@left.domain.com\" starts with '@'\n  help: \
-        write the name without it: local_id = \"left.domain.com\" (in strongSwan's \
-        files '@' means \"a name, not to be resolved\"; vpn-ctl always sends a name as \
-        an FQDN identity)"
+            write the name without it: local_id = \"left.domain.com\" (in strongSwan's \
+            files '@' means \"a name, not to be resolved\"; vpn-ctl always sends a name as \
+            an FQDN identity)"
     );
     assert_eq!(
         fx.error(&set(SEED, "remote_id", "\"admin@right.domain.com\"")),
         "DIR/vpn.toml:12:13: remote_id \"admin@right.domain.com\" is not a DNS name or \
-        an IP address: it contains '@'\n  help: an identity is a DNS name (FQDN) such \
-        as \"left.domain.com\", or an IP address, and must match what the other side \
-        has configured"
+            an IP address: it contains '@'\n  help: an identity is a DNS name (FQDN) such \
+            as \"left.domain.com\", or an IP address, and must match what the other side \
+            has configured"
     );
     let config = fx
         .parse(&set(SEED, "remote_id", "\"203.0.113.1\""))
@@ -1526,15 +1526,15 @@ fn subnets_are_prefixes_without_host_bits() {
             "[\"192.168.1.1/24\", \"fritzbox\"]"
         )),
         "DIR/vpn.toml:10:19: 192.168.1.1/24 has bits set after its prefix length (its \
-        network is 192.168.1.0/24)\n  help: did you mean 192.168.1.1/32 or \
-        192.168.1.0/24?\nDIR/vpn.toml:10:37: \"fritzbox\" is not an IP prefix\n  help: \
-        write an address and prefix length, e.g. \"10.8.0.2/32\" or \
-        \"192.168.1.0/24\"\n2 problems; nothing was applied"
+            network is 192.168.1.0/24)\n  help: did you mean 192.168.1.1/32 or \
+            192.168.1.0/24?\nDIR/vpn.toml:10:37: \"fritzbox\" is not an IP prefix\n  help: \
+            write an address and prefix length, e.g. \"10.8.0.2/32\" or \
+            \"192.168.1.0/24\"\n2 problems; nothing was applied"
     );
     assert_eq!(
         fx.error(&set(SEED, "local_subnets", "[]")),
         "DIR/vpn.toml:9:17: local_subnets is empty\n  help: list the networks behind \
-        this router that the tunnel joins, e.g. local_subnets = [\"192.168.2.0/24\"]"
+            this router that the tunnel joins, e.g. local_subnets = [\"192.168.2.0/24\"]"
     );
 }
 
@@ -1548,12 +1548,12 @@ fn remote_subnets_must_not_overlap_local_ones_the_lan_or_wireguard() {
                 .replace("lan = [\"192.168.2.0/24\"]", "lan = []")
         ),
         "DIR/vpn.toml:10:19: remote subnet 192.168.2.0/25 overlaps the local subnet \
-        192.168.2.0/24\n  help: local_subnets are the networks behind this router, \
-        remote_subnets those behind the other one; a network cannot be on both sides \
-        (are the two swapped?)\nDIR/vpn.toml:22:18: watchdog_probe 192.168.1.1 is \
-        outside the remote subnets of site fritzbox (192.168.2.0/25)\n  help: the \
-        watchdog pings through the tunnel, so the address must be behind the other \
-        router, e.g. watchdog_probe = \"192.168.2.1\"\n2 problems; nothing was applied"
+            192.168.2.0/24\n  help: local_subnets are the networks behind this router, \
+            remote_subnets those behind the other one; a network cannot be on both sides \
+            (are the two swapped?)\nDIR/vpn.toml:22:18: watchdog_probe 192.168.1.1 is \
+            outside the remote subnets of site fritzbox (192.168.2.0/25)\n  help: the \
+            watchdog pings through the tunnel, so the address must be behind the other \
+            router, e.g. watchdog_probe = \"192.168.2.1\"\n2 problems; nothing was applied"
     );
     // The same LAN on both sides.
     let text = set(SEED, "remote_subnets", "[\"192.168.0.0/16\"]");
@@ -1562,9 +1562,9 @@ fn remote_subnets_must_not_overlap_local_ones_the_lan_or_wireguard() {
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:10:19: remote subnet 192.168.0.0/16 overlaps this router's LAN \
-        192.168.2.0/24 ([router] lan)\n  help: both sides would use the same addresses, \
-        and the router could not tell which side an address is on: renumber one of the \
-        two LANs"
+            192.168.2.0/24 ([router] lan)\n  help: both sides would use the same addresses, \
+            and the router could not tell which side an address is on: renumber one of the \
+            two LANs"
     );
     let text = format!(
         "{WG0}\n{}",
@@ -1577,8 +1577,8 @@ fn remote_subnets_must_not_overlap_local_ones_the_lan_or_wireguard() {
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:15:37: remote subnet 10.8.0.128/25 overlaps wg0's subnet \
-        10.8.0.0/24\n  help: addresses there would belong both to the tunnel and to \
-        wg0: give the other site's network and wg0 separate ranges"
+            10.8.0.0/24\n  help: addresses there would belong both to the tunnel and to \
+            wg0: give the other site's network and wg0 separate ranges"
     );
 }
 
@@ -1597,10 +1597,10 @@ fn two_sites_remote_subnets_must_not_overlap() {
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:29:19: remote subnet 192.168.1.128/25 overlaps 192.168.1.0/24 of \
-        site fritzbox (line 10)\n  help: a network is reachable through one tunnel \
-        only: give each site's remote_subnets their own ranges\nDIR/vpn.toml:29:57: \
-        remote subnet 192.168.3.0/24 overlaps 192.168.3.0/24, listed before (line \
-        29)\n  help: list each network once\n2 problems; nothing was applied"
+            site fritzbox (line 10)\n  help: a network is reachable through one tunnel \
+            only: give each site's remote_subnets their own ranges\nDIR/vpn.toml:29:57: \
+            remote subnet 192.168.3.0/24 overlaps 192.168.3.0/24, listed before (line \
+            29)\n  help: list each network once\n2 problems; nothing was applied"
     );
 }
 
@@ -1615,8 +1615,8 @@ fn subnets_pair_by_ip_version() {
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:10:37: remote subnet fd00:1::/64 is IPv6, but site fritzbox has no \
-        IPv6 local_subnets\n  help: traffic flows between a local and a remote subnet \
-        of the same IP version: add an IPv6 network to local_subnets, or remove this one"
+            IPv6 local_subnets\n  help: traffic flows between a local and a remote subnet \
+            of the same IP version: add an IPv6 network to local_subnets, or remove this one"
     );
 }
 
@@ -1628,29 +1628,29 @@ fn static_key_files_hold_hex_of_the_key_length() {
     assert_eq!(
         fx.error(OFFICE),
         "DIR/vpn.toml:10:16: DIR/office-out.key does not hold a hex key: 'n' is not a \
-        hex digit\n  help: a static key file holds 36 bytes as hex digits (a leading 0x \
-        and whitespace are fine); make one with `(umask 077; head -c 36 /dev/urandom | \
-        od -An -tx1 | tr -d ' \\n' > DIR/office-out.key)` and give the other router the \
-        same file as its key_in_file\nDIR/vpn.toml:11:15: DIR/office-in.key holds 32 \
-        bytes, but aes256gcm16 needs 36 (a 32-byte key and a 4-byte salt)\n  help: make \
-        a key of the right length with `(umask 077; head -c 36 /dev/urandom | od -An \
-        -tx1 | tr -d ' \\n' > DIR/office-in.key)` and give the other router the same \
-        file as its key_out_file\n2 problems; nothing was applied"
+            hex digit\n  help: a static key file holds 36 bytes as hex digits (a leading 0x \
+            and whitespace are fine); make one with `(umask 077; head -c 36 /dev/urandom | \
+            od -An -tx1 | tr -d ' \\n' > DIR/office-out.key)` and give the other router the \
+            same file as its key_in_file\nDIR/vpn.toml:11:15: DIR/office-in.key holds 32 \
+            bytes, but aes256gcm16 needs 36 (a 32-byte key and a 4-byte salt)\n  help: make \
+            a key of the right length with `(umask 077; head -c 36 /dev/urandom | od -An \
+            -tx1 | tr -d ' \\n' > DIR/office-in.key)` and give the other router the same \
+            file as its key_out_file\n2 problems; nothing was applied"
     );
     write(&fx.path("office-out.key"), "abc", 0o600);
     write(&fx.path("office-in.key"), "", 0o600);
     assert_eq!(
         fx.error(OFFICE),
         "DIR/vpn.toml:10:16: DIR/office-out.key does not hold a hex key: 3 hex digits \
-        are no whole bytes\n  help: a static key file holds 36 bytes as hex digits (a \
-        leading 0x and whitespace are fine); make one with `(umask 077; head -c 36 \
-        /dev/urandom | od -An -tx1 | tr -d ' \\n' > DIR/office-out.key)` and give the \
-        other router the same file as its key_in_file\nDIR/vpn.toml:11:15: \
-        DIR/office-in.key does not hold a hex key: it is empty\n  help: a static key \
-        file holds 36 bytes as hex digits (a leading 0x and whitespace are fine); make \
-        one with `(umask 077; head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \\n' > \
-        DIR/office-in.key)` and give the other router the same file as its \
-        key_out_file\n2 problems; nothing was applied"
+            are no whole bytes\n  help: a static key file holds 36 bytes as hex digits (a \
+            leading 0x and whitespace are fine); make one with `(umask 077; head -c 36 \
+            /dev/urandom | od -An -tx1 | tr -d ' \\n' > DIR/office-out.key)` and give the \
+            other router the same file as its key_in_file\nDIR/vpn.toml:11:15: \
+            DIR/office-in.key does not hold a hex key: it is empty\n  help: a static key \
+            file holds 36 bytes as hex digits (a leading 0x and whitespace are fine); make \
+            one with `(umask 077; head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \\n' > \
+            DIR/office-in.key)` and give the other router the same file as its \
+            key_out_file\n2 problems; nothing was applied"
     );
 }
 
@@ -1662,11 +1662,11 @@ fn static_key_files_are_private_and_present() {
     assert_eq!(
         fx.error(OFFICE),
         "DIR/vpn.toml:10:16: cannot read DIR/office-out.key: No such file or directory \
-        (os error 2)\n  help: create it with `(umask 077; head -c 36 /dev/urandom | od \
-        -An -tx1 | tr -d ' \\n' > DIR/office-out.key)`, or correct the path (relative \
-        paths start at DIR)\nDIR/vpn.toml:11:15: DIR/office-in.key is accessible to \
-        other users (mode 0640)\n  help: `chmod 600 DIR/office-in.key`: only its owner \
-        may read a key\n2 problems; nothing was applied"
+            (os error 2)\n  help: create it with `(umask 077; head -c 36 /dev/urandom | od \
+            -An -tx1 | tr -d ' \\n' > DIR/office-out.key)`, or correct the path (relative \
+            paths start at DIR)\nDIR/vpn.toml:11:15: DIR/office-in.key is accessible to \
+            other users (mode 0640)\n  help: `chmod 600 DIR/office-in.key`: only its owner \
+            may read a key\n2 problems; nothing was applied"
     );
 }
 
@@ -1676,19 +1676,19 @@ fn the_same_key_both_ways_is_refused() {
     assert_eq!(
         fx.error(&set(OFFICE, "key_in_file", "\"office-out.key\"")),
         "DIR/vpn.toml:11:15: key_in_file is the same file as key_out_file\n  help: each \
-        direction needs its own key (AES-GCM with one key both ways repeats nonces, \
-        which breaks it): make a second one with `(umask 077; head -c 36 /dev/urandom | \
-        od -An -tx1 | tr -d ' \\n' > DIR/office-in.key)` and set key_in_file = \
-        \"office-in.key\""
+            direction needs its own key (AES-GCM with one key both ways repeats nonces, \
+            which breaks it): make a second one with `(umask 077; head -c 36 /dev/urandom | \
+            od -An -tx1 | tr -d ' \\n' > DIR/office-in.key)` and set key_in_file = \
+            \"office-in.key\""
     );
     fs::copy(fx.path("office-out.key"), fx.path("office-in.key")).unwrap();
     assert_eq!(
         fx.error(OFFICE),
         "DIR/vpn.toml:11:15: key_in_file holds the same key as key_out_file\n  help: \
-        each direction needs its own key (AES-GCM with one key both ways repeats \
-        nonces, which breaks it): make another with `(umask 077; head -c 36 \
-        /dev/urandom | od -An -tx1 | tr -d ' \\n' > DIR/office-in.key)`, and give it to \
-        the other router as its key_out_file"
+            each direction needs its own key (AES-GCM with one key both ways repeats \
+            nonces, which breaks it): make another with `(umask 077; head -c 36 \
+            /dev/urandom | od -An -tx1 | tr -d ' \\n' > DIR/office-in.key)`, and give it to \
+            the other router as its key_out_file"
     );
 }
 
@@ -1699,16 +1699,16 @@ fn spis_are_unreserved_distinct_and_unique() {
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:8:11: spi_out 0xff is below 0x100: SPIs 1-255 are reserved (RFC \
-        4303)\n  help: use a number from 0x100 to 0xffffffff, e.g. spi_out = \
-        0x1001\nDIR/vpn.toml:9:10: spi_in 4294967296 does not fit in 32 bits\n  help: \
-        use a number from 0x100 to 0xffffffff, e.g. spi_in = 0x1002\n2 problems; \
-        nothing was applied"
+            4303)\n  help: use a number from 0x100 to 0xffffffff, e.g. spi_out = \
+            0x1001\nDIR/vpn.toml:9:10: spi_in 4294967296 does not fit in 32 bits\n  help: \
+            use a number from 0x100 to 0xffffffff, e.g. spi_in = 0x1002\n2 problems; \
+            nothing was applied"
     );
     assert_eq!(
         fx.error(&set(OFFICE, "spi_in", "0x1001")),
         "DIR/vpn.toml:9:10: spi_in 0x1001 is the same as spi_out\n  help: each direction \
-        needs its own SPI, e.g. spi_in = 0x1002; the other router has them swapped (its \
-        spi_out is this spi_in)"
+            needs its own SPI, e.g. spi_in = 0x1002; the other router has them swapped (its \
+            spi_out is this spi_in)"
     );
     let second = OFFICE.replace("[ipsec.office]", "[ipsec.branch]");
     let second = set(&second, "remote_subnets", "[\"192.168.4.0/24\"]");
@@ -1717,8 +1717,8 @@ fn spis_are_unreserved_distinct_and_unique() {
     assert_eq!(
         fx.error(&format!("{OFFICE}\n{second}")),
         "DIR/vpn.toml:20:11: spi_out 0x1002 is already site office's spi_in (line 9)\n  \
-        help: every SPI on this router must be different: pick another, e.g. spi_out = \
-        0x1003 (and the same on the other router)"
+            help: every SPI on this router must be different: pick another, e.g. spi_out = \
+            0x1003 (and the same on the other router)"
     );
     // 0x100 and 0xffffffff are the ends of the range.
     fx.parse(&set(
@@ -1736,17 +1736,17 @@ fn psk_file_is_text_and_private() {
     assert_eq!(
         fx.error(SEED),
         "DIR/vpn.toml:13:12: DIR/fritzbox.psk is empty\n  help: write the pre-shared key \
-        both sides use into it as one line of text, or make one with `(umask 077; \
-        vpn-ctl genpsk > DIR/fritzbox.psk)`\nDIR/vpn.toml:13:12: DIR/fritzbox.psk is \
-        accessible to other users (mode 0644)\n  help: `chmod 600 DIR/fritzbox.psk`: \
-        only its owner may read a key\n2 problems; nothing was applied"
+            both sides use into it as one line of text, or make one with `(umask 077; \
+            vpn-ctl genpsk > DIR/fritzbox.psk)`\nDIR/vpn.toml:13:12: DIR/fritzbox.psk is \
+            accessible to other users (mode 0644)\n  help: `chmod 600 DIR/fritzbox.psk`: \
+            only its owner may read a key\n2 problems; nothing was applied"
     );
     fs::remove_file(fx.path("fritzbox.psk")).unwrap();
     assert_eq!(
         fx.error(SEED),
         "DIR/vpn.toml:13:12: cannot read DIR/fritzbox.psk: No such file or directory (os \
-        error 2)\n  help: create it with `(umask 077; vpn-ctl genpsk > \
-        DIR/fritzbox.psk)`, or correct the path (relative paths start at DIR)"
+            error 2)\n  help: create it with `(umask 077; vpn-ctl genpsk > \
+            DIR/fritzbox.psk)`, or correct the path (relative paths start at DIR)"
     );
     // Spaces belong to the key; only the line end goes.
     write(&fx.path("fritzbox.psk"), " pass phrase \r\n", 0o600);
@@ -1762,38 +1762,38 @@ fn weak_algorithms_must_be_allowed_by_name() {
     assert_eq!(
         fx.error(&set(SEED, "allow_weak", "")),
         "DIR/vpn.toml:15:18: \"aes256-sha1-modp1024\" uses weak algorithms sha1, \
-        modp1024\n  help: these are breakable today; prefer e.g. \
-        \"aes256-sha256-modp2048\". If the other side offers nothing better (many \
-        FRITZ!Box setups need modp1024 and sha1), accept them by name: allow_weak = \
-        [\"sha1\", \"modp1024\"]\nDIR/vpn.toml:16:18: \"aes256-sha1-modp1024\" uses \
-        weak algorithms sha1, modp1024\n  help: these are breakable today; prefer \
-        e.g. \"aes256-sha256-modp2048\". If the other side offers nothing better \
-        (many FRITZ!Box setups need modp1024 and sha1), accept them by name: \
-        allow_weak = [\"sha1\", \"modp1024\"]\n2 problems; nothing was applied"
+            modp1024\n  help: these are breakable today; prefer e.g. \
+            \"aes256-sha256-modp2048\". If the other side offers nothing better (many \
+            FRITZ!Box setups need modp1024 and sha1), accept them by name: allow_weak = \
+            [\"sha1\", \"modp1024\"]\nDIR/vpn.toml:16:18: \"aes256-sha1-modp1024\" uses \
+            weak algorithms sha1, modp1024\n  help: these are breakable today; prefer \
+            e.g. \"aes256-sha256-modp2048\". If the other side offers nothing better \
+            (many FRITZ!Box setups need modp1024 and sha1), accept them by name: \
+            allow_weak = [\"sha1\", \"modp1024\"]\n2 problems; nothing was applied"
     );
     assert_eq!(
         fx.error(&set(SEED, "allow_weak", "[\"modp1024\", \"aes256\"]")),
         "DIR/vpn.toml:15:18: \"aes256-sha1-modp1024\" uses weak algorithm sha1\n  \
-        help: these are breakable today; prefer e.g. \"aes256-sha256-modp2048\". If \
-        the other side offers nothing better (many FRITZ!Box setups need modp1024 \
-        and sha1), accept them by name: allow_weak = [\"modp1024\", \
-        \"sha1\"]\nDIR/vpn.toml:16:18: \"aes256-sha1-modp1024\" uses weak algorithm \
-        sha1\n  help: these are breakable today; prefer e.g. \
-        \"aes256-sha256-modp2048\". If the other side offers nothing better (many \
-        FRITZ!Box setups need modp1024 and sha1), accept them by name: allow_weak = \
-        [\"modp1024\", \"sha1\"]\nDIR/vpn.toml:17:27: allow_weak names \"aes256\", \
-        which is not a weak algorithm\n  help: allow_weak takes the weak algorithms \
-        a proposal uses: modp768, modp1024, modp1536, sha1, md5, 3des, des\n3 \
-        problems; nothing was applied"
+            help: these are breakable today; prefer e.g. \"aes256-sha256-modp2048\". If \
+            the other side offers nothing better (many FRITZ!Box setups need modp1024 \
+            and sha1), accept them by name: allow_weak = [\"modp1024\", \
+            \"sha1\"]\nDIR/vpn.toml:16:18: \"aes256-sha1-modp1024\" uses weak algorithm \
+            sha1\n  help: these are breakable today; prefer e.g. \
+            \"aes256-sha256-modp2048\". If the other side offers nothing better (many \
+            FRITZ!Box setups need modp1024 and sha1), accept them by name: allow_weak = \
+            [\"modp1024\", \"sha1\"]\nDIR/vpn.toml:17:27: allow_weak names \"aes256\", \
+            which is not a weak algorithm\n  help: allow_weak takes the weak algorithms \
+            a proposal uses: modp768, modp1024, modp1536, sha1, md5, 3des, des\n3 \
+            problems; nothing was applied"
     );
     let text = set(SEED, "esp_proposals", "[\"3des-md5\"]");
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:16:18: \"3des-md5\" uses weak algorithms 3des, md5\n  help: \
-        these are breakable today; prefer e.g. \"aes256-sha256-modp2048\". If the \
-        other side offers nothing better (many FRITZ!Box setups need modp1024 and \
-        sha1), accept them by name: allow_weak = [\"modp1024\", \"sha1\", \"3des\", \
-        \"md5\"]"
+            these are breakable today; prefer e.g. \"aes256-sha256-modp2048\". If the \
+            other side offers nothing better (many FRITZ!Box setups need modp1024 and \
+            sha1), accept them by name: allow_weak = [\"modp1024\", \"sha1\", \"3des\", \
+            \"md5\"]"
     );
 }
 
@@ -1815,20 +1815,20 @@ fn proposals_follow_strongswan_syntax() {
             "[\"aes256gcm16-prfsha256\"]"
         ),
         "DIR/vpn.toml:15:18: \"aes257\" in proposal \"aes257-sha256-modp2048\" is not an \
-        algorithm vpn-ctl knows\n  help: write strongSwan's algorithm keywords joined \
-        by '-' (cipher-integrity-group), e.g. ike_proposals = \
-        [\"aes256gcm16-prfsha256-ecp256\"]\nDIR/vpn.toml:16:18: \"prfsha256\" in \
-        proposal \"aes256gcm16-prfsha256\" is a pseudo-random function, which ESP \
-        proposals do not have\n  help: remove \"prfsha256\" from it\n2 problems; \
-        nothing was applied"
+            algorithm vpn-ctl knows\n  help: write strongSwan's algorithm keywords joined \
+            by '-' (cipher-integrity-group), e.g. ike_proposals = \
+            [\"aes256gcm16-prfsha256-ecp256\"]\nDIR/vpn.toml:16:18: \"prfsha256\" in \
+            proposal \"aes256gcm16-prfsha256\" is a pseudo-random function, which ESP \
+            proposals do not have\n  help: remove \"prfsha256\" from it\n2 problems; \
+            nothing was applied"
     );
     assert_eq!(
         proposals("[\"aes256-sha256\"]", "[\"aes256-modp2048\"]"),
         "DIR/vpn.toml:15:18: proposal \"aes256-sha256\" has no Diffie-Hellman \
-        group\n  help: add one, e.g. \"aes256-sha256-ecp256\"\nDIR/vpn.toml:16:18: \
-        proposal \"aes256-modp2048\" has no integrity algorithm\n  help: add one, \
-        e.g. \"aes256-sha256-modp2048\", or use a cipher that includes it, such as \
-        aes256gcm16\n2 problems; nothing was applied"
+            group\n  help: add one, e.g. \"aes256-sha256-ecp256\"\nDIR/vpn.toml:16:18: \
+            proposal \"aes256-modp2048\" has no integrity algorithm\n  help: add one, \
+            e.g. \"aes256-sha256-modp2048\", or use a cipher that includes it, such as \
+            aes256gcm16\n2 problems; nothing was applied"
     );
     assert_eq!(
         proposals(
@@ -1836,26 +1836,26 @@ fn proposals_follow_strongswan_syntax() {
             "[\"aes256gcm16-aes256-sha256\"]"
         ),
         "DIR/vpn.toml:15:18: proposal \"aes256gcm16-ecp256\" has no pseudo-random \
-        function\n  help: an AEAD cipher in IKE needs a pseudo-random function \
-        named: add e.g. prfsha256, as in \
-        \"aes256gcm16-prfsha256-ecp256\"\nDIR/vpn.toml:16:18: proposal \
-        \"aes256gcm16-aes256-sha256\" mixes the AEAD aes256gcm16 with the cipher \
-        aes256\n  help: strongSwan cannot combine the two kinds in one proposal: \
-        write them as two proposals\n2 problems; nothing was applied"
+            function\n  help: an AEAD cipher in IKE needs a pseudo-random function \
+            named: add e.g. prfsha256, as in \
+            \"aes256gcm16-prfsha256-ecp256\"\nDIR/vpn.toml:16:18: proposal \
+            \"aes256gcm16-aes256-sha256\" mixes the AEAD aes256gcm16 with the cipher \
+            aes256\n  help: strongSwan cannot combine the two kinds in one proposal: \
+            write them as two proposals\n2 problems; nothing was applied"
     );
     assert_eq!(
         proposals("[\"sha256-modp2048\"]", "[\"aes256-sha256-esn\"]"),
         "DIR/vpn.toml:15:18: proposal \"sha256-modp2048\" has no encryption algorithm\n  \
-        help: add a cipher, e.g. aes256 (with an integrity algorithm) or aes256gcm16"
+            help: add a cipher, e.g. aes256 (with an integrity algorithm) or aes256gcm16"
     );
     assert_eq!(
         proposals("[]", "[\"\"]"),
         "DIR/vpn.toml:15:17: ike_proposals is empty\n  help: list what the other side \
-        accepts, e.g. ike_proposals = [\"aes256gcm16-prfsha256-ecp256\"], or leave \
-        ike_proposals out for that default\nDIR/vpn.toml:16:18: an empty proposal in \
-        esp_proposals\n  help: write strongSwan's algorithm keywords joined by '-' \
-        (cipher-integrity-group), e.g. esp_proposals = [\"aes256gcm16-ecp256\"]\n2 \
-        problems; nothing was applied"
+            accepts, e.g. ike_proposals = [\"aes256gcm16-prfsha256-ecp256\"], or leave \
+            ike_proposals out for that default\nDIR/vpn.toml:16:18: an empty proposal in \
+            esp_proposals\n  help: write strongSwan's algorithm keywords joined by '-' \
+            (cipher-integrity-group), e.g. esp_proposals = [\"aes256gcm16-ecp256\"]\n2 \
+            problems; nothing was applied"
     );
     let ok = set(
         &text,
@@ -1880,9 +1880,9 @@ fn ikev1_has_no_aead_for_ike() {
             "[\"aes256gcm16-prfsha256-ecp256\"]"
         )),
         "DIR/vpn.toml:15:18: \"aes256gcm16-prfsha256-ecp256\" uses the AEAD aes256gcm16, \
-        which IKEv1 cannot use for the IKE SA\n  help: use a cipher with an integrity \
-        algorithm, e.g. ike_proposals = [\"aes256-sha256-modp2048\"] (ESP may use AEADs \
-        with IKEv1)"
+            which IKEv1 cannot use for the IKE SA\n  help: use a cipher with an integrity \
+            algorithm, e.g. ike_proposals = [\"aes256-sha256-modp2048\"] (ESP may use AEADs \
+            with IKEv1)"
     );
     // ESP may.
     fx.parse(&set(SEED, "esp_proposals", "[\"aes256gcm16-modp1024\"]"))
@@ -1895,14 +1895,14 @@ fn ike_version_and_aggressive_mode_identity() {
     assert_eq!(
         fx.error(&set(SEED, "ike_version", "\"ikev1\"")),
         "DIR/vpn.toml:14:15: ike_version \"ikev1\" is not \"ikev2\", \"ikev1-main\" or \
-        \"ikev1-aggressive\"\n  help: use \"ikev2\" unless the other side speaks only \
-        IKEv1; a FRITZ!Box's LAN-to-LAN connection is \"ikev1-aggressive\""
+            \"ikev1-aggressive\"\n  help: use \"ikev2\" unless the other side speaks only \
+            IKEv1; a FRITZ!Box's LAN-to-LAN connection is \"ikev1-aggressive\""
     );
     assert_eq!(
         fx.error(&set(SEED, "local_id", "")),
         "DIR/vpn.toml:13:15: ikev1-aggressive needs a local_id\n  help: in aggressive \
-        mode the other side picks the pre-shared key by the identity this router sends: \
-        add local_id = \"left.domain.com\", the name the other side has for this router"
+            mode the other side picks the pre-shared key by the identity this router sends: \
+            add local_id = \"left.domain.com\", the name the other side has for this router"
     );
 }
 
@@ -1912,15 +1912,15 @@ fn watchdog_probe_is_in_the_remote_subnets() {
     assert_eq!(
         fx.error(&set(SEED, "watchdog_probe", "\"192.168.2.1\"")),
         "DIR/vpn.toml:22:18: watchdog_probe 192.168.2.1 is outside the remote subnets of \
-        site fritzbox (192.168.1.0/24)\n  help: the watchdog pings through the tunnel, \
-        so the address must be behind the other router, e.g. watchdog_probe = \
-        \"192.168.1.1\""
+            site fritzbox (192.168.1.0/24)\n  help: the watchdog pings through the tunnel, \
+            so the address must be behind the other router, e.g. watchdog_probe = \
+            \"192.168.1.1\""
     );
     assert_eq!(
         fx.error(&set(SEED, "watchdog_probe", "\"fritz.box\"")),
         "DIR/vpn.toml:22:18: watchdog_probe \"fritz.box\" is not an IP address\n  help: \
-        name an address behind the other router that answers ping, e.g. its LAN \
-        address: watchdog_probe = \"192.168.1.1\""
+            name an address behind the other router that answers ping, e.g. its LAN \
+            address: watchdog_probe = \"192.168.1.1\""
     );
 }
 
@@ -1935,12 +1935,12 @@ fn lifetimes_and_dpd_have_ranges() {
     assert_eq!(
         fx.error(&text),
         "DIR/vpn.toml:18:16: ike_lifetime 30 is outside 60-604800 seconds\n  help: e.g. \
-        ike_lifetime = 28800 (the default), or leave ike_lifetime \
-        out\nDIR/vpn.toml:19:16: esp_lifetime -1 is outside 60-604800 seconds\n  help: \
-        e.g. esp_lifetime = 3600 (the default), or leave esp_lifetime \
-        out\nDIR/vpn.toml:20:7: dpd 86400 is outside 0-3600 seconds\n  help: dpd = 30 \
-        checks every 30 seconds whether the other side still answers (the default); dpd \
-        = 0 turns the check off\n3 problems; nothing was applied"
+            ike_lifetime = 28800 (the default), or leave ike_lifetime \
+            out\nDIR/vpn.toml:19:16: esp_lifetime -1 is outside 60-604800 seconds\n  help: \
+            e.g. esp_lifetime = 3600 (the default), or leave esp_lifetime \
+            out\nDIR/vpn.toml:20:7: dpd 86400 is outside 0-3600 seconds\n  help: dpd = 30 \
+            checks every 30 seconds whether the other side still answers (the default); dpd \
+            = 0 turns the check off\n3 problems; nothing was applied"
     );
 }
 
@@ -1950,13 +1950,13 @@ fn site_names_are_short_and_plain() {
     assert_eq!(
         fx.error(&SEED.replace("[ipsec.fritzbox]", "[ipsec.\"fritz box\"]")),
         "DIR/vpn.toml:5:8: site name \"fritz box\" contains ' '\n  help: use at most 32 \
-        letters, digits, '_', '.' or '-', e.g. [ipsec.fritzbox]"
+            letters, digits, '_', '.' or '-', e.g. [ipsec.fritzbox]"
     );
     assert_eq!(
         fx.error(&SEED.replace("[ipsec.fritzbox]", &format!("[ipsec.{}]", "f".repeat(33)))),
         "DIR/vpn.toml:5:8: site name \"fffffffffffffffffffffffffffffffff\" is 33 \
-        characters long; the most is 32\n  help: use at most 32 letters, digits, '_', \
-        '.' or '-', e.g. [ipsec.fritzbox]"
+            characters long; the most is 32\n  help: use at most 32 letters, digits, '_', \
+            '.' or '-', e.g. [ipsec.fritzbox]"
     );
     fx.parse(&SEED.replace(
         "[ipsec.fritzbox]",
