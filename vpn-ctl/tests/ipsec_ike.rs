@@ -659,17 +659,47 @@ fn renewals_started_by_vpn_ctls_side_keep_lan_to_lan_traffic_flowing() {
     renewals(200, 150);
 }
 
-/// The renewal run with the FRITZ!Box side's IKE and CHILD renewal times, seconds.
-fn renewals(fritz_ike: u32, fritz_child: u32) {
-    let _charon = default_charon();
+/// The two sites of [`two_sites`] and a directory for each side's files (vpn-ctl's config in
+/// `dir`, the FRITZ!Box's in `right_dir`); `None` without ESP in the kernel.
+struct Sites {
+    wan: VethPair,
+    _right_lan: Netns,
+    left_lan: Netns,
+    dir: tempfile::TempDir,
+    right_dir: PathBuf,
+}
+
+fn sites_with_dirs() -> Option<Sites> {
     if !kernel_has(Feature::Esp) {
-        return;
+        return None;
     }
-    let (wan, _right_lan, left_lan) = two_sites();
-    let left = &wan.b;
+    let (wan, right_lan, left_lan) = two_sites();
     let dir = tempfile::tempdir().unwrap();
     let right_dir = dir.path().join("fritzbox");
     fs::create_dir(&right_dir).unwrap();
+    Some(Sites {
+        wan,
+        _right_lan: right_lan,
+        left_lan,
+        dir,
+        right_dir,
+    })
+}
+
+/// The renewal run with the FRITZ!Box side's IKE and CHILD renewal times, seconds.
+fn renewals(fritz_ike: u32, fritz_child: u32) {
+    let _charon = default_charon();
+    let Some(Sites {
+        wan,
+        left_lan,
+        dir,
+        right_dir,
+        _right_lan,
+    }) = sites_with_dirs()
+    else {
+        return;
+    };
+    let left = &wan.b;
     let conf = fritzbox_swanctl_conf(wan.a_addr, wan.b_addr)
         .replace("rekey_time = 3600s", &format!("rekey_time = {fritz_ike}s"))
         .replace("life_time = 3600s", &format!("rekey_time = {fritz_child}s"));
@@ -761,14 +791,17 @@ fn sample(exposition: &str, name_and_labels: &str) -> Option<u64> {
 /// initiates while `vpn-ctl up` restarts charon, and that charon answers it.
 fn renewals_in_turn(ikev2: bool) {
     let _charon = default_charon();
-    if !kernel_has(Feature::Esp) {
+    let Some(Sites {
+        wan,
+        left_lan,
+        dir,
+        right_dir,
+        _right_lan,
+    }) = sites_with_dirs()
+    else {
         return;
-    }
-    let (wan, _right_lan, left_lan) = two_sites();
+    };
     let left = &wan.b;
-    let dir = tempfile::tempdir().unwrap();
-    let right_dir = dir.path().join("fritzbox");
-    fs::create_dir(&right_dir).unwrap();
     // The FRITZ!Box keeps its tunnel up by itself: it probes the peer and starts again when
     // it is dead, forever.
     let mut conf = fritzbox_swanctl_conf(wan.a_addr, wan.b_addr)
@@ -1164,14 +1197,17 @@ impl Drop for StopsCharon {
 #[test]
 fn vpn_ctl_up_brings_a_fritzbox_site_up_from_the_config_file() {
     let _charon = default_charon();
-    if !kernel_has(Feature::Esp) {
+    let Some(Sites {
+        wan,
+        left_lan,
+        dir,
+        right_dir,
+        _right_lan,
+    }) = sites_with_dirs()
+    else {
         return;
-    }
-    let (wan, _right_lan, left_lan) = two_sites();
+    };
     let left = &wan.b;
-    let dir = tempfile::tempdir().unwrap();
-    let right_dir = dir.path().join("fritzbox");
-    fs::create_dir(&right_dir).unwrap();
     let fritz = fritzbox(&wan, &right_dir);
     let _logs = LogsOnFailure(vec![&fritz]);
 

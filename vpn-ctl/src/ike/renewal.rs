@@ -535,12 +535,7 @@ pub async fn follow(
     renewals: Arc<Mutex<Renewals>>,
 ) {
     loop {
-        let sites = ike_sites(&config.borrow());
-        renewals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .sites(&sites);
-        if sites.is_empty() {
+        if !count_sites(&config, &renewals) {
             if config.changed().await.is_err() {
                 return;
             }
@@ -591,12 +586,7 @@ pub async fn follow(
                     if changed.is_err() {
                         return;
                     }
-                    let sites = ike_sites(&config.borrow());
-                    renewals
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .sites(&sites);
-                    if sites.is_empty() {
+                    if !count_sites(&config, &renewals) {
                         break;
                     }
                 }
@@ -611,6 +601,16 @@ fn started_id(msg: &str) -> Option<u64> {
     let (_, after) = msg.split_once("IKE_SA ")?;
     let (_, id) = after.split_once('[')?;
     id.split_once(']')?.0.parse().ok()
+}
+
+/// Counts exactly the IKE sites of the current config ([`Renewals::sites`]); whether it has any.
+fn count_sites(config: &watch::Receiver<Arc<Config>>, renewals: &Mutex<Renewals>) -> bool {
+    let sites = ike_sites(&config.borrow());
+    renewals
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .sites(&sites);
+    !sites.is_empty()
 }
 
 /// The names of the config's IKE sites.
