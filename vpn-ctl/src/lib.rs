@@ -16,6 +16,7 @@ pub mod fritzbox;
 pub mod guard;
 pub mod ike;
 pub mod import;
+pub mod journal;
 pub mod key;
 pub mod link;
 pub mod metrics;

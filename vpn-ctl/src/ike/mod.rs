@@ -265,11 +265,7 @@ pub async fn up(
     let mut changes = Vec::new();
     match up_inner(vici, sites, options, &mut changes).await {
         Ok(()) => Ok(changes),
-        Err(e) if changes.is_empty() => Err(e),
-        Err(e) => Err(e.context(format!(
-            "IKE: done before the failure: {}",
-            changes.join("; ")
-        ))),
+        Err(e) => Err(crate::journal::failed(e, "up", &changes)),
     }
 }
 

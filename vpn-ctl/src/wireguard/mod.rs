@@ -134,12 +134,7 @@ pub async fn up_with(config: &Config, options: &UpOptions) -> anyhow::Result<Rep
     .await;
     match result {
         Ok(()) => Ok(report),
-        Err(e) if report.changes.is_empty() => Err(e.context("nothing was changed")),
-        Err(e) => Err(e.context(format!(
-            "`up` stopped part-way; applied before the failure: {}. Fix the cause and run \
-             `vpn-ctl up` again: it continues from there",
-            report.changes.join("; ")
-        ))),
+        Err(e) => Err(crate::journal::failed(e, "up", &report.changes)),
     }
 }
 

@@ -138,15 +138,7 @@ fn apply(xfrm: &XfrmSocket, changes: Vec<Change>, command: &str) -> anyhow::Resu
             Step::UpdatePolicy(p) => xfrm.update_policy(p),
         };
         if let Err(e) = result {
-            return Err(if applied.is_empty() {
-                e.context("nothing was changed")
-            } else {
-                e.context(format!(
-                    "`{command}` stopped part-way; applied before the failure: {}. Fix the \
-                     cause and run `vpn-ctl {command}` again: it continues from there",
-                    applied.join("; ")
-                ))
-            });
+            return Err(crate::journal::failed(e, command, &applied));
         }
         applied.push(change.line.clone());
         if !change.quiet {
