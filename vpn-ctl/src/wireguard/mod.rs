@@ -360,41 +360,47 @@ async fn create_link(nl: &Netlink, name: &str, backend: Backend) -> anyhow::Resu
     link
 }
 
-/// The device the config asks for, with endpoint names resolved (DNS).
-pub fn desired_device(iface: &WgInterface) -> anyhow::Result<DesiredDevice> {
-    let peers = iface
-        .peers
-        .iter()
-        .map(|p| {
-            let endpoint = p
-                .endpoint
-                .as_ref()
-                .map(|e| {
-                    e.resolve().with_context(|| {
-                        format!(
-                            "resolving the endpoint {e} of peer {} on {} failed; check the name \
-                             or use an address",
-                            p.name, iface.name
-                        )
-                    })
-                })
-                .transpose()?;
-            Ok(DesiredPeer {
-                name: p.name.clone(),
-                public_key: p.public_key.clone(),
-                preshared_key: p.preshared_key.clone(),
-                endpoint,
-                persistent_keepalive: p.persistent_keepalive,
-                allowed_ips: p.allowed_ips.clone(),
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(DesiredDevice {
+/// The device `iface` asks for, each peer's endpoint as `endpoint` decides (resolved, kept
+/// from the device, or left out): the one place the config becomes a [`DesiredDevice`].
+fn desired(
+    iface: &WgInterface,
+    mut endpoint: impl FnMut(&crate::config::Peer) -> Option<std::net::SocketAddr>,
+) -> DesiredDevice {
+    DesiredDevice {
         private_key: iface.private_key.clone(),
         listen_port: iface.listen_port,
         fwmark: iface.fwmark,
-        peers,
-    })
+        peers: iface
+            .peers
+            .iter()
+            .map(|p| DesiredPeer {
+                name: p.name.clone(),
+                public_key: p.public_key.clone(),
+                preshared_key: p.preshared_key.clone(),
+                endpoint: endpoint(p),
+                persistent_keepalive: p.persistent_keepalive,
+                allowed_ips: p.allowed_ips.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The device the config asks for, with endpoint names resolved (DNS).
+pub fn desired_device(iface: &WgInterface) -> anyhow::Result<DesiredDevice> {
+    let mut resolved = std::collections::HashMap::new();
+    for p in &iface.peers {
+        if let Some(e) = &p.endpoint {
+            let addr = e.resolve().with_context(|| {
+                format!(
+                    "resolving the endpoint {e} of peer {} on {} failed; check the name or use \
+                     an address",
+                    p.name, iface.name
+                )
+            })?;
+            resolved.insert(&p.public_key, addr);
+        }
+    }
+    Ok(desired(iface, |p| resolved.get(&p.public_key).copied()))
 }
 
 /// The device the config asks for under [`Endpoints::Reresolve`]: fresh peers keep the
@@ -408,51 +414,33 @@ fn reresolved_device(
 ) -> DesiredDevice {
     let have: std::collections::HashMap<&PublicKey, &ObservedPeer> =
         observed.peers.iter().map(|p| (&p.public_key, p)).collect();
-    let peers = iface
-        .peers
-        .iter()
-        .map(|p| {
-            let seen = have.get(&p.public_key);
-            let is_fresh = seen.is_some_and(|o| {
-                o.endpoint.is_some()
-                    && o.last_handshake
-                        .is_some_and(|t| now.duration_since(t).unwrap_or_default() < fresh)
-            });
-            let forced = force.contains(&(iface.name.clone(), p.public_key.clone()));
-            let current = seen.and_then(|o| o.endpoint);
-            let endpoint = match &p.endpoint {
-                None => None,
-                Some(_) if is_fresh && !forced => current,
-                Some(e) => match e.resolve() {
-                    Ok(addr) => Some(addr),
-                    Err(err) => {
-                        log::warn!(
-                            "endpoint unresolved interface={} peer={} endpoint={e} error=\"{err}\" \
-                             keeping={}: check the name, or its dynamic DNS",
-                            iface.name,
-                            p.name,
-                            current.map_or("none".to_string(), |c| c.to_string())
-                        );
-                        current
-                    }
-                },
-            };
-            DesiredPeer {
-                name: p.name.clone(),
-                public_key: p.public_key.clone(),
-                preshared_key: p.preshared_key.clone(),
-                endpoint,
-                persistent_keepalive: p.persistent_keepalive,
-                allowed_ips: p.allowed_ips.clone(),
-            }
-        })
-        .collect();
-    DesiredDevice {
-        private_key: iface.private_key.clone(),
-        listen_port: iface.listen_port,
-        fwmark: iface.fwmark,
-        peers,
-    }
+    desired(iface, |p| {
+        let seen = have.get(&p.public_key);
+        let is_fresh = seen.is_some_and(|o| {
+            o.endpoint.is_some()
+                && o.last_handshake
+                    .is_some_and(|t| now.duration_since(t).unwrap_or_default() < fresh)
+        });
+        let forced = force.contains(&(iface.name.clone(), p.public_key.clone()));
+        let current = seen.and_then(|o| o.endpoint);
+        match &p.endpoint {
+            None => None,
+            Some(_) if is_fresh && !forced => current,
+            Some(e) => match e.resolve() {
+                Ok(addr) => Some(addr),
+                Err(err) => {
+                    log::warn!(
+                        "endpoint unresolved interface={} peer={} endpoint={e} error=\"{err}\" \
+                         keeping={}: check the name, or its dynamic DNS",
+                        iface.name,
+                        p.name,
+                        current.map_or("none".to_string(), |c| c.to_string())
+                    );
+                    current
+                }
+            },
+        }
+    })
 }
 
 /// The routes `up` adds: allowed IPs of peers with `route = true` that the interface's own
@@ -779,24 +767,8 @@ fn interface_status(
         ));
     }
     let want = diff::diff(
-        &DesiredDevice {
-            private_key: iface.private_key.clone(),
-            listen_port: iface.listen_port,
-            fwmark: iface.fwmark,
-            // Endpoints are not resolved here: compare everything else.
-            peers: iface
-                .peers
-                .iter()
-                .map(|p| DesiredPeer {
-                    name: p.name.clone(),
-                    public_key: p.public_key.clone(),
-                    preshared_key: p.preshared_key.clone(),
-                    endpoint: None,
-                    persistent_keepalive: p.persistent_keepalive,
-                    allowed_ips: p.allowed_ips.clone(),
-                })
-                .collect(),
-        },
+        // Endpoints are not resolved here: compare everything else.
+        &desired(iface, |_| None),
         Some(device),
     );
     if !want.is_empty() {
