@@ -16,8 +16,8 @@ use std::{
 #[allow(dead_code, reason = "shared by the end-to-end tests; each uses some")]
 mod cli;
 
-use cli::{VPN_CTL, pubkey};
-use vpn_ctl_tests::{Netns, VethPair, payload, send_udp, unique_name};
+use cli::{VPN_CTL, pubkey, vpn_ctl_texts as vpn_ctl};
+use vpn_ctl_tests::{VethPair, payload, send_udp, unique_name};
 
 /// Whether this kernel lacks both nf_tables and UDP sock_diag, as vpn-ctl sees it.
 fn lacks_both() -> bool {
@@ -31,23 +31,6 @@ fn lacks_both() -> bool {
         );
     }
     no_nf_tables && no_udp_diag
-}
-
-/// `vpn-ctl --config CONFIG ARGS` in `ns`: its output, which must be a success.
-fn vpn_ctl(ns: &Netns, config: &std::path::Path, args: &[&str]) -> (String, String) {
-    let out = ns
-        .command(VPN_CTL)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = texts(&out);
-    assert!(
-        out.status.success(),
-        "vpn-ctl {args:?} failed on a kernel without nf_tables and udp_diag:\n{stdout}{stderr}"
-    );
-    (stdout, stderr)
 }
 
 fn texts(out: &Output) -> (String, String) {

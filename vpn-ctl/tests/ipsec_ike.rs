@@ -1220,24 +1220,7 @@ fn vpn_ctl_up_brings_a_fritzbox_site_up_from_the_config_file() {
         ),
         "watchdog_probe = \"192.168.1.10\"\n",
     );
-    let vpn_ctl = |args: &[&str]| {
-        let out = left
-            .command(env!("CARGO_BIN_EXE_vpn-ctl"))
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .output()
-            .unwrap();
-        let (stdout, stderr) = (
-            text(out.clone()),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert!(
-            out.status.success(),
-            "vpn-ctl {args:?} failed:\n{stdout}{stderr}"
-        );
-        (stdout, stderr)
-    };
+    let vpn_ctl = |args: &[&str]| cli::vpn_ctl_texts(left, &config, args);
 
     let _stop = StopsCharon;
     let (up, warnings) = vpn_ctl(&["up"]);

@@ -12,7 +12,7 @@
 use std::{
     fs,
     os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -22,14 +22,12 @@ use vpn_ctl::{
     metrics::{self, Options, Source as _, SystemSource},
     xdp::{AttachMode, WanProgram},
 };
+#[path = "common/cli.rs"]
+#[allow(dead_code, reason = "shared by the end-to-end tests; each uses some")]
+mod cli;
+
+use cli::{VPN_CTL, vpn_ctl};
 use vpn_ctl_tests::{Netns, VethPair, run, unique_name};
-
-const VPN_CTL: &str = env!("CARGO_BIN_EXE_vpn-ctl");
-
-fn vpn_ctl(ns: &Netns, config: &Path, args: &[&str]) -> String {
-    let out = run(ns.command(VPN_CTL).arg("--config").arg(config).args(args));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Takes the devices down however the test ends (the namespaces go with their guards).
 struct Down<'a>(Vec<(&'a Netns, PathBuf)>);

@@ -13,10 +13,18 @@ use vpn_ctl_tests::{Netns, run};
 
 pub const VPN_CTL: &str = env!("CARGO_BIN_EXE_vpn-ctl");
 
-/// `vpn-ctl --config CONFIG ARGS...` inside `ns`, which must succeed.
+/// `vpn-ctl --config CONFIG ARGS...` inside `ns`, which must succeed: its stdout.
 pub fn vpn_ctl(ns: &Netns, config: &Path, args: &[&str]) -> String {
+    vpn_ctl_texts(ns, config, args).0
+}
+
+/// [`vpn_ctl`], with what it wrote to stderr (warnings) too: (stdout, stderr).
+pub fn vpn_ctl_texts(ns: &Netns, config: &Path, args: &[&str]) -> (String, String) {
     let out = run(ns.command(VPN_CTL).arg("--config").arg(config).args(args));
-    String::from_utf8(out.stdout).unwrap()
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The base64 alphabet keys are written in (`wg genkey`).
