@@ -33,7 +33,7 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use tokio::sync::watch;
 
 use super::{
@@ -134,7 +134,9 @@ struct Site {
     log: VecDeque<(Option<u64>, String)>,
     /// The last IKE SAs whose failure was said (a failure is seen in the log and again in
     /// its `ike-updown`).
-    failed: VecDeque<u64>,
+    /// With whether its reason was said (charon's VICI logger sends log lines from a queue, so
+    /// the line with the reason can come after the SA's `ike-updown`).
+    failed: VecDeque<(u64, bool)>,
     /// The last IKE SAs whose start charon logged, and which side started them.
     started: VecDeque<(u64, &'static str)>,
 }
@@ -153,13 +155,14 @@ impl Site {
     /// re-authentication when the site still has an established SA, a failed attempt
     /// otherwise. Said once per SA.
     fn attempt_failed(&mut self, name: &str, id: u64, by: Option<&str>) -> Option<Said> {
-        if self.failed.contains(&id) {
+        if self.failed.iter().any(|(f, _)| *f == id) {
             return None;
         }
         if self.failed.len() == FAILED_KEPT {
             self.failed.pop_front();
         }
-        self.failed.push_back(id);
+        let explained = hint_for_log(&self.lines_of(id)).is_some();
+        self.failed.push_back((id, explained));
         let by = by.map_or(String::new(), |by| format!(" (started by {by})"));
         let Some(old) = self.other_established(id) else {
             return Some(Said::Warn(format!(
@@ -189,13 +192,16 @@ impl Site {
 
     /// Why IKE SA `id` failed, from charon's log lines about it (or the site's, when there are
     /// none about it).
-    fn reason(&self, id: u64) -> String {
-        let mut lines: Vec<String> = self
-            .log
+    fn lines_of(&self, id: u64) -> Vec<String> {
+        self.log
             .iter()
             .filter(|(sa, _)| *sa == Some(id))
             .map(|(_, text)| text.clone())
-            .collect();
+            .collect()
+    }
+
+    fn reason(&self, id: u64) -> String {
+        let mut lines = self.lines_of(id);
         if lines.is_empty() {
             lines = self.log.iter().map(|(_, text)| text.clone()).collect();
         }
@@ -336,8 +342,20 @@ impl Renewals {
             site.started.push_back(started);
         }
         let failed = !msg.contains("retransmit") || msg.contains("giving up");
-        if !failed || hint_for_log(&[msg.to_string()]).is_none() {
+        let hint = hint_for_log(&[msg.to_string()]);
+        if !failed || hint.is_none() {
             return None;
+        }
+        // Its failure was said already, without the reason, which came late: say the reason.
+        if let Some(entry) = site.failed.iter_mut().find(|(f, _)| *f == id) {
+            if entry.1 {
+                return None;
+            }
+            entry.1 = true;
+            return Some(Said::Warn(format!(
+                "site {name}: IKE SA #{id} failed because: charon: \"{msg}\"; {}",
+                hint.unwrap_or_default()
+            )));
         }
         if site.ike.get(&id).is_some_and(|seen| seen.established) {
             return None;
@@ -560,28 +578,48 @@ pub async fn follow(
         log::debug!("renewal events: following charon on {}", socket.display());
         loop {
             tokio::select! {
-                event = events.next() => match event {
-                    Some(Ok((name, message))) => {
-                        if name != "log" {
-                            log::debug!("charon event {name}: {}", Renewals::summary(&message));
-                        }
-                        let said = renewals
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .event(name, &message);
-                        for line in said {
-                            match line {
-                                Said::Info(text) => log::info!("{text}"),
-                                Said::Warn(text) => log::warn!("{text}"),
+                event = events.next() => {
+                    // Each event name is its own stream, so an `ike-updown` can come out before
+                    // the log lines charon sent ahead of it (its reason). Those are already
+                    // waiting (rsvici hands packets on in order): take everything that is
+                    // ready and read the log lines first.
+                    let mut batch = vec![event];
+                    while let Some(next) = events.next().now_or_never() {
+                        batch.push(next);
+                    }
+                    batch.sort_by_key(|e| !matches!(e, Some(Ok(("log", _)))));
+                    let mut ended = false;
+                    for event in batch {
+                        match event {
+                            Some(Ok((name, message))) => {
+                                if name != "log" {
+                                    log::debug!(
+                                        "charon event {name}: {}",
+                                        Renewals::summary(&message)
+                                    );
+                                }
+                                let said = renewals
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .event(name, &message);
+                                for line in said {
+                                    match line {
+                                        Said::Info(text) => log::info!("{text}"),
+                                        Said::Warn(text) => log::warn!("{text}"),
+                                    }
+                                }
                             }
+                            Some(Err(e)) => {
+                                log::debug!("renewal events: {e:#}; reconnecting");
+                                ended = true;
+                            }
+                            None => ended = true,
                         }
                     }
-                    Some(Err(e)) => {
-                        log::debug!("renewal events: {e:#}; reconnecting");
+                    if ended {
                         break;
                     }
-                    None => break,
-                },
+                }
                 changed = config.changed() => {
                     if changed.is_err() {
                         return;

@@ -159,6 +159,24 @@ fn a_refused_re_authentication_is_a_failure_with_charons_reason_and_counts_once(
         "{said:?}"
     );
     assert_eq!(tally(&r, Renewal::IkeReauth), Tally { done: 0, failed: 2 });
+    // charon's reason for it comes after its ike-updown (its logger sends from a queue): said
+    // then, once, and not counted again.
+    let said = r.event(
+        "log",
+        &log(10, "received AUTHENTICATION_FAILED notify error"),
+    );
+    assert!(
+        matches!(&said[..], [Said::Warn(t)] if t.starts_with("site fritzbox: IKE SA #10 failed because: charon: \"received AUTHENTICATION_FAILED notify error\"; the other side rejected")),
+        "{said:?}"
+    );
+    assert!(
+        r.event(
+            "log",
+            &log(10, "received AUTHENTICATION_FAILED notify error")
+        )
+        .is_empty()
+    );
+    assert_eq!(tally(&r, Renewal::IkeReauth), Tally { done: 0, failed: 2 });
 }
 
 #[test]
