@@ -116,14 +116,12 @@ pub async fn run(opts: &Options, out: &mut impl Write) -> anyhow::Result<Report>
 
     // A router kernel without UDP sock_diag (OpenWrt installs kmod-inet-diag only on
     // request) still gets its counters and verdicts; only the listener check is missing.
-    let (listeners, listeners_unknown) = match sockets::udp_listeners(&[
+    let listeners = sockets::udp_listeners(&[
         opts.policy.ports.wireguard,
         opts.policy.ports.ike,
         opts.policy.ports.natt,
-    ]) {
-        Ok(listeners) => (Some(listeners), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
+    ])
+    .map_err(|e| format!("{e:#}"));
     let verdicts = verdict::verdicts(&verdict::Findings {
         interface: &iface.name,
         interface_up: iface.up,
@@ -131,8 +129,7 @@ pub async fn run(opts: &Options, out: &mut impl Write) -> anyhow::Result<Report>
         elapsed,
         counters: &counters,
         sources: &sources,
-        listeners: listeners.as_deref(),
-        listeners_unknown: listeners_unknown.as_deref(),
+        listeners: listeners.as_deref().map_err(String::as_str),
         attached,
         mode: opts.policy.mode,
     });
@@ -146,7 +143,7 @@ pub async fn run(opts: &Options, out: &mut impl Write) -> anyhow::Result<Report>
         counters: counters.rows(),
         totals: counters.clone(),
         sources: sources.into_iter().take(opts.top).collect(),
-        listeners,
+        listeners: listeners.ok(),
         verdicts,
         firewall: Vec::new(),
     })

@@ -53,9 +53,8 @@ pub struct Findings<'a> {
     pub elapsed: Duration,
     pub counters: &'a Counters,
     pub sources: &'a [Source],
-    /// `None` when the kernel could not say (then `listeners_unknown` says why).
-    pub listeners: Option<&'a [UdpListener]>,
-    pub listeners_unknown: Option<&'a str>,
+    /// What listens on the ports, or why the kernel could not say.
+    pub listeners: Result<&'a [UdpListener], &'a str>,
     pub attached: Attached,
     pub mode: Mode,
 }
@@ -64,8 +63,10 @@ impl Findings<'_> {
     /// Whether something listens on `port`; when that is unknown, taken as yes, so no
     /// verdict blames a listener that may be there.
     fn listening(&self, port: u16) -> bool {
-        self.listeners
-            .is_none_or(|listeners| listeners.iter().any(|l| l.local.port() == port))
+        match self.listeners {
+            Ok(listeners) => listeners.iter().any(|l| l.local.port() == port),
+            Err(_) => true,
+        }
     }
 
     fn packets(&self, service: Service, kind: Kind) -> u64 {
@@ -131,7 +132,7 @@ fn list(addrs: &[IpAddr]) -> String {
 }
 
 fn interface(f: &Findings<'_>, v: &mut Vec<Verdict>) {
-    if let Some(why) = f.listeners_unknown {
+    if let Err(why) = f.listeners {
         push(
             v,
             Level::Info,
@@ -494,8 +495,7 @@ mod tests {
             elapsed: Duration::from_secs(30),
             counters,
             sources,
-            listeners: Some(listeners),
-            listeners_unknown: None,
+            listeners: Ok(listeners),
             attached: Attached::Native,
             mode: Mode::Monitor,
         })
@@ -517,8 +517,7 @@ mod tests {
             elapsed: Duration::from_secs(30),
             counters: &c,
             sources: &[],
-            listeners: None,
-            listeners_unknown: Some("the kernel has no sock_diag handler for UDP"),
+            listeners: Err("the kernel has no sock_diag handler for UDP"),
             attached: Attached::Native,
             mode: Mode::Monitor,
         });

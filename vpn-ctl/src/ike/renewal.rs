@@ -158,11 +158,8 @@ impl Site {
         if self.failed.iter().any(|(f, _)| *f == id) {
             return None;
         }
-        if self.failed.len() == FAILED_KEPT {
-            self.failed.pop_front();
-        }
         let explained = hint_for_log(&self.lines_of(id)).is_some();
-        self.failed.push_back((id, explained));
+        push_bounded(&mut self.failed, FAILED_KEPT, (id, explained));
         let by = by.map_or(String::new(), |by| format!(" (started by {by})"));
         let Some(old) = self.other_established(id) else {
             return Some(Said::Warn(format!(
@@ -320,10 +317,7 @@ impl Renewals {
         let msg = event.str("msg")?;
         let id = event.u64("ikesa-uniqueid");
         let site = self.sites.entry(name.to_string()).or_default();
-        if site.log.len() == LOG_LINES {
-            site.log.pop_front();
-        }
-        site.log.push_back((id, msg.to_string()));
+        push_bounded(&mut site.log, LOG_LINES, (id, msg.to_string()));
         let id = id?;
         // Who started it: charon says "initiating Aggressive Mode IKE_SA NAME[ID] to ..." for
         // its own (logged under the old SA when it re-authenticates, hence the id from the
@@ -336,16 +330,11 @@ impl Renewals {
             None
         };
         if let Some(started) = started {
-            if site.started.len() == FAILED_KEPT {
-                site.started.pop_front();
-            }
-            site.started.push_back(started);
+            push_bounded(&mut site.started, FAILED_KEPT, started);
         }
+        // A retransmit is not a failure yet; giving up after them is.
         let failed = !msg.contains("retransmit") || msg.contains("giving up");
-        let hint = hint_for_log(&[msg.to_string()]);
-        if !failed || hint.is_none() {
-            return None;
-        }
+        let hint = hint_for_log(&[msg.to_string()]).filter(|_| failed)?;
         // Its failure was said already, without the reason, which came late: say the reason.
         if let Some(entry) = site.failed.iter_mut().find(|(f, _)| *f == id) {
             if entry.1 {
@@ -353,8 +342,7 @@ impl Renewals {
             }
             entry.1 = true;
             return Some(Said::Warn(format!(
-                "site {name}: IKE SA #{id} failed because: charon: \"{msg}\"; {}",
-                hint.unwrap_or_default()
+                "site {name}: IKE SA #{id} failed because: charon: \"{msg}\"; {hint}"
             )));
         }
         if site.ike.get(&id).is_some_and(|seen| seen.established) {
@@ -632,6 +620,15 @@ pub async fn follow(
         }
         tokio::time::sleep(RECONNECT).await;
     }
+}
+
+/// Appends `item`, dropping the oldest entry once `queue` holds `cap`: what keeps the per-site
+/// memory from growing with time.
+fn push_bounded<T>(queue: &mut VecDeque<T>, cap: usize, item: T) {
+    if queue.len() == cap {
+        queue.pop_front();
+    }
+    queue.push_back(item);
 }
 
 /// The id in charon's "initiating ... IKE_SA NAME[ID] to ADDRESS".
